@@ -1,0 +1,9 @@
+"""Gradient-based hyperparameter tuning of scikit-learn models.
+
+skbilevel tunes regularization strengths and sample weights by bilevel
+optimization: the model is fitted on a training split, and the
+hyperparameters follow the gradient of a validation loss obtained by
+implicit differentiation.
+"""
+
+__version__ = "0.1.0.dev0"

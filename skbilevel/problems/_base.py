@@ -1,0 +1,60 @@
+"""The interface every bilevel problem exposes to the solvers."""
+
+
+class BilevelProblem:
+    """Inner objective ``G(z, x)`` and outer objective ``F(z, x)`` with their oracles.
+
+    Both objectives are averages over samples: ``G`` over ``n_train``
+    training samples, ``F`` over ``n_val`` validation samples. Every oracle
+    takes ``rows``: ``None`` for the full average, or an array of row indices
+    for the average over that minibatch (an unbiased estimate when the rows
+    are drawn uniformly). Vectors ``z``, ``v`` (size ``n_inner``) and ``x``
+    (size ``n_outer``) are flat float64 arrays.
+
+    The sign conventions are those of SOBA/SABA: the linear system solution
+    is ``v* = -[d11 G]^{-1} d1 F`` and the hypergradient is
+    ``d2 F + d21 G v*``.
+
+    Attributes
+    ----------
+    n_inner, n_outer : int
+        Dimensions of ``z`` and ``x``.
+    n_train, n_val : int
+        Number of samples of ``G`` and ``F``.
+    """
+
+    def inner_value(self, z, x, rows=None):
+        """Return ``G(z, x)``."""
+        raise NotImplementedError
+
+    def inner_grad(self, z, x, rows=None):
+        """Return ``d1 G(z, x)``."""
+        raise NotImplementedError
+
+    def inner_hvp(self, z, x, v, rows=None):
+        """Return ``d11 G(z, x) v``."""
+        raise NotImplementedError
+
+    def inner_cross(self, z, x, v, rows=None):
+        """Return ``d21 G(z, x) v``."""
+        raise NotImplementedError
+
+    def inner_oracles(self, z, x, v, rows=None):
+        """Return ``(d1 G, d11 G v, d21 G v)`` computed together on ``rows``."""
+        return (
+            self.inner_grad(z, x, rows),
+            self.inner_hvp(z, x, v, rows),
+            self.inner_cross(z, x, v, rows),
+        )
+
+    def outer_value(self, z, x, rows=None):
+        """Return ``F(z, x)``."""
+        raise NotImplementedError
+
+    def outer_grad(self, z, x, rows=None):
+        """Return ``d1 F(z, x)``."""
+        raise NotImplementedError
+
+    def outer_grad_x(self, z, x, rows=None):
+        """Return ``d2 F(z, x)``."""
+        raise NotImplementedError

@@ -1,0 +1,87 @@
+"""Design matrices as the flat arrays the Numba kernels take."""
+
+import numpy as np
+import scipy.sparse as sp
+
+_EMPTY_DENSE = np.empty((0, 0))
+_EMPTY_FLOAT = np.empty(0)
+_EMPTY_INDEX = np.empty(0, dtype=np.int64)
+
+
+class DesignMatrix:
+    """A dense or CSR matrix converted once to the kernels' layout.
+
+    Dense input (C- or F-ordered, any float dtype) becomes C-ordered float64;
+    sparse input must be CSR (or CSC, COO, which are converted) and is never
+    densified.
+
+    Parameters
+    ----------
+    X : array-like or sparse matrix of shape (n_samples, n_features)
+        The data.
+    name : str
+        Name of the matrix in error messages.
+
+    Attributes
+    ----------
+    arrays : tuple of ndarray
+        ``(X, data, indices, indptr)``: the first three arguments of every
+        kernel.
+    shape : tuple of int
+        ``(n_samples, n_features)``.
+    """
+
+    def __init__(self, X, name="X"):
+        if sp.issparse(X):
+            X = _check_sparse(X, name)
+            _check_finite(X.data, name)
+            self.arrays = (
+                _EMPTY_DENSE,
+                X.data,
+                X.indices.astype(np.int64),
+                X.indptr.astype(np.int64),
+            )
+        else:
+            X = _check_dense(X, name)
+            self.arrays = (X, _EMPTY_FLOAT, _EMPTY_INDEX, _EMPTY_INDEX)
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise ValueError(f"{name} is empty: its shape is {X.shape}.")
+        self.shape = X.shape
+        self.sparse = sp.issparse(X)
+        self._matrix = X
+
+    def squared_row_norms(self):
+        """Return ``||d_i||^2`` for every row."""
+        X = self._matrix
+        if self.sparse:
+            return np.asarray(X.multiply(X).sum(axis=1)).ravel()
+        return np.einsum("ij,ij->i", X, X)
+
+
+def _check_sparse(X, name):
+    if X.format not in ("csr", "csc", "coo"):
+        raise ValueError(
+            f"{name} is a sparse matrix in the {X.format!r} format; "
+            "use CSR (or CSC, COO)."
+        )
+    X = sp.csr_matrix(X, dtype=np.float64)
+    X.sum_duplicates()
+    X.sort_indices()
+    return X
+
+
+def _check_dense(X, name):
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be numeric; its dtype is {X.dtype}.")
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2D; its shape is {X.shape}.")
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    _check_finite(X, name)
+    return X
+
+
+def _check_finite(values, name):
+    if not np.isfinite(values).all():
+        kind = "NaN" if np.isnan(values).any() else "infinity"
+        raise ValueError(f"{name} contains {kind}.")

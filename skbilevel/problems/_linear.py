@@ -1,0 +1,215 @@
+"""Bilevel problems of linear models: hyperparameter tuning of GLMs."""
+
+import numpy as np
+
+from . import _kernels
+from ._base import BilevelProblem
+from ._design import DesignMatrix
+from ._losses import check_loss
+from ._maps import FeatureL2, HyperparameterMap
+
+_NO_MATRIX = np.empty((0, 0))
+_NO_VECTOR = np.empty(0)
+
+
+class LinearBilevelProblem(BilevelProblem):
+    """A linear model fitted on a training split, evaluated on a validation split.
+
+    Inner objective (ALGORITHMS.md, section 2)::
+
+        G(z, x) = (1/n) sum_i w_i s_i(x) l(y_i, u_i) + (1/2) sum_k r_k(x) ||z_k||^2
+
+    with margins ``u_i = z [d_i, 1]`` (the intercept is never penalized),
+    fixed user weights ``w_i`` and the hyperparameter map's ``s(x)`` and
+    ``r(x)``. Outer objective: the mean loss ``F(z) = (1/m) sum_j l(y_j, u_j)``
+    on the validation split, which does not depend on ``x``.
+
+    Parameters
+    ----------
+    X_train, X_val : array-like or sparse matrix
+        Training and validation features (dense or CSR).
+    y_train, y_val : array-like
+        Targets, in the form the loss takes (``+-1`` for ``"logistic"``,
+        class indices for ``"multinomial"``, real values for ``"squared"``).
+    loss : {"logistic", "multinomial", "squared"} or Loss, default="logistic"
+        The per-sample loss.
+    hyperparams : HyperparameterMap, default=FeatureL2()
+        How ``x`` sets the strengths and sample weights.
+    fit_intercept : bool, default=True
+        Whether to fit an unpenalized intercept.
+    sample_weight : array-like of shape (n_train,), default=None
+        Fixed non-negative weights ``w_i`` of the training samples.
+
+    Attributes
+    ----------
+    coef_shape : tuple of int
+        ``(K, n_features + fit_intercept)``: the shape of ``z`` as a matrix.
+    """
+
+    def __init__(self, X_train, y_train, X_val, y_val, loss="logistic",
+                 hyperparams=None, fit_intercept=True, sample_weight=None):
+        self.train = DesignMatrix(X_train, "X_train")
+        self.val = DesignMatrix(X_val, "X_val")
+        n_features = self.train.shape[1]
+        if self.val.shape[1] != n_features:
+            raise ValueError(
+                f"X_val has {self.val.shape[1]} features but X_train has "
+                f"{n_features}."
+            )
+        self.loss = check_loss(loss)
+        self.y_train = self._check_targets(y_train, self.train, "y_train")
+        self.y_val = self._check_targets(y_val, self.val, "y_val")
+        if hyperparams is None:
+            hyperparams = FeatureL2()
+        if not isinstance(hyperparams, HyperparameterMap):
+            raise ValueError(
+                f"hyperparams must be a HyperparameterMap; got {hyperparams!r}."
+            )
+        self.n_train, self.n_val = self.train.shape[0], self.val.shape[0]
+        self.hyperparams = hyperparams.bind(n_features, self.n_train)
+        self.fit_intercept = bool(fit_intercept)
+        self.sample_weight = self._check_sample_weight(sample_weight)
+        n_outputs = self.loss.n_outputs(self.y_train, self.y_val)
+        self.coef_shape = (n_outputs, n_features + self.fit_intercept)
+        self.n_inner = n_outputs * self.coef_shape[1]
+        self.n_outer = self.hyperparams.n_hyperparams
+        self._all_train = np.arange(self.n_train, dtype=np.int64)
+        self._all_val = np.arange(self.n_val, dtype=np.int64)
+
+    def _check_targets(self, y, design, name):
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != design.shape[0]:
+            raise ValueError(
+                f"{name} must be 1D with one entry per row ({design.shape[0]}); "
+                f"its shape is {y.shape}."
+            )
+        if y.dtype.kind not in "biuf":
+            raise ValueError(f"{name} must be numeric; its dtype is {y.dtype}.")
+        if not np.isfinite(y).all():
+            raise ValueError(f"{name} contains NaN or infinity.")
+        return self.loss.check_targets(y, name)
+
+    def _check_sample_weight(self, sample_weight):
+        if sample_weight is None:
+            return None
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if w.shape != (self.n_train,):
+            raise ValueError(
+                f"sample_weight must have shape ({self.n_train},); its shape is "
+                f"{w.shape}."
+            )
+        if not np.isfinite(w).all() or (w < 0).any() or not w.any():
+            raise ValueError(
+                "sample_weight must be finite, non-negative and not all zero."
+            )
+        return w
+
+    # -- helpers -----------------------------------------------------------
+
+    def _matrix(self, vector):
+        return np.asarray(vector, dtype=np.float64).reshape(self.coef_shape)
+
+    def _penalized(self, coef):
+        """The feature columns of a coefficient matrix (not the intercept)."""
+        return coef[:, : self.coef_shape[1] - self.fit_intercept]
+
+    def _train_rows(self, rows):
+        return self._all_train if rows is None else np.asarray(rows, dtype=np.int64)
+
+    def _val_rows(self, rows):
+        return self._all_val if rows is None else np.asarray(rows, dtype=np.int64)
+
+    def _train_weights(self, x, rows):
+        """``w_i s_i(x) / |rows|``: the weight of each row in the averages."""
+        weights = self.hyperparams.sample_weights(x, rows)
+        if self.sample_weight is not None:
+            weights = weights * self.sample_weight[rows]
+        return weights / len(rows)
+
+    def _train_terms(self, z, x, v, rows, grad, hvp, cross):
+        """Data terms of the inner oracles on ``rows``, in one kernel pass."""
+        _kernels.batch_derivatives(
+            *self.train.arrays, self.y_train, rows, self._train_weights(x, rows),
+            self.loss.code, self._matrix(z), _NO_MATRIX if v is None else self._matrix(v),
+            self.fit_intercept, grad, hvp, cross,
+        )
+
+    def _penalty_grad(self, x, coef):
+        """``r(x) * coef`` on the features, zero on the intercept."""
+        out = np.zeros(self.coef_shape)
+        self._penalized(out)[:] = self.hyperparams.l2_strengths(x) * self._penalized(coef)
+        return out
+
+    def _cross(self, z, x, v, rows, data_terms):
+        """Assemble ``d21 G v`` from the per-row terms ``<l'(u_i), V [d_i, 1]>``."""
+        zv = (self._penalized(self._matrix(z)) * self._penalized(self._matrix(v))).sum(0)
+        out = self.hyperparams.l2_strengths_vjp(x, zv)
+        if self.hyperparams.weights_samples:
+            scale = self.hyperparams.sample_weights_derivative(x, rows) / len(rows)
+            if self.sample_weight is not None:
+                scale = scale * self.sample_weight[rows]
+            np.add.at(out, rows, scale * data_terms)
+        return out
+
+    # -- oracles -----------------------------------------------------------
+
+    def inner_value(self, z, x, rows=None):
+        rows = self._train_rows(rows)
+        data = _kernels.batch_loss(
+            *self.train.arrays, self.y_train, rows, self._train_weights(x, rows),
+            self.loss.code, self._matrix(z), self.fit_intercept,
+        )
+        sq_norms = (self._penalized(self._matrix(z)) ** 2).sum(0)
+        return data + 0.5 * self.hyperparams.l2_strengths(x) @ sq_norms
+
+    def inner_grad(self, z, x, rows=None):
+        rows = self._train_rows(rows)
+        grad = self._penalty_grad(x, self._matrix(z))
+        self._train_terms(z, x, None, rows, grad, _NO_MATRIX, _NO_VECTOR)
+        return grad.ravel()
+
+    def inner_hvp(self, z, x, v, rows=None):
+        rows = self._train_rows(rows)
+        hvp = self._penalty_grad(x, self._matrix(v))
+        self._train_terms(z, x, v, rows, _NO_MATRIX, hvp, _NO_VECTOR)
+        return hvp.ravel()
+
+    def inner_cross(self, z, x, v, rows=None):
+        rows = self._train_rows(rows)
+        data_terms = _NO_VECTOR
+        if self.hyperparams.weights_samples:
+            data_terms = np.empty(len(rows))
+            self._train_terms(z, x, v, rows, _NO_MATRIX, _NO_MATRIX, data_terms)
+        return self._cross(z, x, v, rows, data_terms)
+
+    def inner_oracles(self, z, x, v, rows=None):
+        rows = self._train_rows(rows)
+        grad = self._penalty_grad(x, self._matrix(z))
+        hvp = self._penalty_grad(x, self._matrix(v))
+        data_terms = (
+            np.empty(len(rows)) if self.hyperparams.weights_samples else _NO_VECTOR
+        )
+        self._train_terms(z, x, v, rows, grad, hvp, data_terms)
+        return grad.ravel(), hvp.ravel(), self._cross(z, x, v, rows, data_terms)
+
+    def outer_value(self, z, x, rows=None):
+        rows = self._val_rows(rows)
+        weights = np.full(len(rows), 1.0 / len(rows))
+        return _kernels.batch_loss(
+            *self.val.arrays, self.y_val, rows, weights, self.loss.code,
+            self._matrix(z), self.fit_intercept,
+        )
+
+    def outer_grad(self, z, x, rows=None):
+        rows = self._val_rows(rows)
+        weights = np.full(len(rows), 1.0 / len(rows))
+        grad = np.zeros(self.coef_shape)
+        _kernels.batch_derivatives(
+            *self.val.arrays, self.y_val, rows, weights, self.loss.code,
+            self._matrix(z), _NO_MATRIX, self.fit_intercept, grad, _NO_MATRIX,
+            _NO_VECTOR,
+        )
+        return grad.ravel()
+
+    def outer_grad_x(self, z, x, rows=None):
+        return np.zeros(self.n_outer)

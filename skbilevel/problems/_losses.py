@@ -1,0 +1,97 @@
+"""Per-sample losses of linear models: target checks and constants."""
+
+import numpy as np
+
+from . import _kernels
+
+
+class Loss:
+    """A per-sample loss ``l(y, u)`` of a linear model with margins ``u``.
+
+    Attributes
+    ----------
+    code : int
+        Identifier of the loss in the Numba kernels.
+    curvature : float
+        Upper bound of the second derivative of the loss in ``u``.
+    """
+
+    code = None
+    curvature = None
+
+    def n_outputs(self, *targets):
+        """Number of margins per sample (1, or the number of classes)."""
+        return 1
+
+    def check_targets(self, y, name):
+        """Return ``y`` as float64, or raise ``ValueError`` naming ``name``."""
+        return np.asarray(y, dtype=np.float64)
+
+
+class BinaryLogistic(Loss):
+    """Binary logistic loss ``log(1 + exp(-y u))`` with labels in ``{-1, +1}``."""
+
+    code = _kernels.LOGISTIC
+    curvature = 0.25
+
+    def check_targets(self, y, name):
+        y = super().check_targets(y, name)
+        bad = ~np.isin(y, (-1.0, 1.0))
+        if bad.any():
+            raise ValueError(
+                f"The binary logistic loss needs labels in {{-1, +1}}; "
+                f"{name} holds {np.unique(y[bad])[:5].tolist()}."
+            )
+        return y
+
+
+class Squared(Loss):
+    """Squared loss ``(u - y)^2 / 2`` for regression."""
+
+    code = _kernels.SQUARED
+    curvature = 1.0
+
+
+class Multinomial(Loss):
+    """Multinomial logistic loss with class indices ``0, ..., K - 1``.
+
+    Parameters
+    ----------
+    n_classes : int or None
+        Number of classes ``K``; by default one more than the largest label.
+    """
+
+    code = _kernels.MULTINOMIAL
+    curvature = 0.5
+
+    def __init__(self, n_classes=None):
+        self.n_classes = n_classes
+
+    def n_outputs(self, *targets):
+        if self.n_classes is not None:
+            return self.n_classes
+        return int(max(np.max(y) for y in targets)) + 1
+
+    def check_targets(self, y, name):
+        y = super().check_targets(y, name)
+        bad = (y < 0) | (y != np.round(y))
+        if self.n_classes is not None:
+            bad |= y >= self.n_classes
+        if bad.any():
+            raise ValueError(
+                "The multinomial loss needs class indices 0, ..., K - 1; "
+                f"{name} holds {np.unique(y[bad])[:5].tolist()}."
+            )
+        return y
+
+
+LOSSES = {"logistic": BinaryLogistic, "squared": Squared, "multinomial": Multinomial}
+
+
+def check_loss(loss):
+    """Return a :class:`Loss` from an instance or one of the names of ``LOSSES``."""
+    if isinstance(loss, Loss):
+        return loss
+    if loss in LOSSES:
+        return LOSSES[loss]()
+    raise ValueError(f"loss must be one of {sorted(LOSSES)} or a Loss; got {loss!r}.")
