@@ -23,7 +23,7 @@ MULTINOMIAL = 2
 _JIT = dict(cache=True, nogil=True)
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def log1pexp(t):
     """Return ``log(1 + exp(t))`` without overflow."""
     if t > 0.0:
@@ -31,7 +31,7 @@ def log1pexp(t):
     return np.log1p(np.exp(t))
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def sigmoid(t):
     """Return ``1 / (1 + exp(-t))`` without overflow."""
     if t >= 0.0:
@@ -40,66 +40,38 @@ def sigmoid(t):
     return e / (1.0 + e)
 
 
-@njit(**_JIT)
-def _row_dots(X, data, indices, indptr, i, W, V, with_v, fit_intercept, u, q):
-    """Margins of row ``i``: ``u = W [d_i, 1]`` and, if ``with_v``, ``q = V [d_i, 1]``.
-
-    Both products are computed in one pass over the row.
-    """
-    K = W.shape[0]
+@njit(inline="always")
+def _row_dot(X, data, indices, indptr, i, W, fit_intercept, out):
+    """Set ``out[k]`` to the margin ``W[k] [d_i, 1]`` of row ``i``."""
     last = W.shape[1] - 1
-    for k in range(K):
-        u[k] = W[k, last] if fit_intercept else 0.0
-        if with_v:
-            q[k] = V[k, last] if fit_intercept else 0.0
-    if indptr.shape[0] > 0:
-        for jj in range(indptr[i], indptr[i + 1]):
-            j = indices[jj]
-            val = data[jj]
-            for k in range(K):
-                u[k] += val * W[k, j]
-                if with_v:
-                    q[k] += val * V[k, j]
-    else:
-        for j in range(X.shape[1]):
-            val = X[i, j]
-            for k in range(K):
-                u[k] += val * W[k, j]
-                if with_v:
-                    q[k] += val * V[k, j]
+    for k in range(W.shape[0]):
+        acc = W[k, last] if fit_intercept else 0.0
+        if indptr.shape[0] > 0:
+            for jj in range(indptr[i], indptr[i + 1]):
+                acc += data[jj] * W[k, indices[jj]]
+        else:
+            for j in range(X.shape[1]):
+                acc += X[i, j] * W[k, j]
+        out[k] = acc
 
 
-@njit(**_JIT)
-def _row_axpys(X, data, indices, indptr, i, a, b, with_b, fit_intercept, A, B):
-    """Add ``a[k] [d_i, 1]`` to ``A[k]`` and, if ``with_b``, ``b[k] [d_i, 1]`` to ``B[k]``.
-
-    Both updates are made in one pass over the row.
-    """
-    K = A.shape[0]
-    if indptr.shape[0] > 0:
-        for jj in range(indptr[i], indptr[i + 1]):
-            j = indices[jj]
-            val = data[jj]
-            for k in range(K):
-                A[k, j] += a[k] * val
-                if with_b:
-                    B[k, j] += b[k] * val
-    else:
-        for j in range(X.shape[1]):
-            val = X[i, j]
-            for k in range(K):
-                A[k, j] += a[k] * val
-                if with_b:
-                    B[k, j] += b[k] * val
-    if fit_intercept:
-        last = A.shape[1] - 1
-        for k in range(K):
-            A[k, last] += a[k]
-            if with_b:
-                B[k, last] += b[k]
+@njit(inline="always")
+def _row_axpy(X, data, indices, indptr, i, coef, fit_intercept, G):
+    """Add ``coef[k] [d_i, 1]`` to ``G[k]`` for every ``k``."""
+    last = G.shape[1] - 1
+    for k in range(G.shape[0]):
+        c = coef[k]
+        if indptr.shape[0] > 0:
+            for jj in range(indptr[i], indptr[i + 1]):
+                G[k, indices[jj]] += c * data[jj]
+        else:
+            for j in range(X.shape[1]):
+                G[k, j] += c * X[i, j]
+        if fit_intercept:
+            G[k, last] += c
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def loss_value(loss, y, u):
     """Loss of one sample with target ``y`` and margins ``u``."""
     if loss == LOGISTIC:
@@ -113,7 +85,7 @@ def loss_value(loss, y, u):
     return u_max + np.log(total) - u[int(y)]
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def loss_derivative(loss, y, u, g):
     """Write the derivative of the loss in the margins ``u`` into ``g``."""
     if loss == LOGISTIC:
@@ -131,7 +103,7 @@ def loss_derivative(loss, y, u, g):
         g[int(y)] -= 1.0
 
 
-@njit(**_JIT)
+@njit(inline="always")
 def loss_hessian_apply(loss, y, g, q, out):
     """Write the loss Hessian in the margins applied to ``q`` into ``out``.
 
@@ -162,7 +134,7 @@ def batch_loss(X, data, indices, indptr, y, rows, weights, loss, W, fit_intercep
     total = 0.0
     for t in range(rows.shape[0]):
         i = rows[t]
-        _row_dots(X, data, indices, indptr, i, W, W, False, fit_intercept, u, u)
+        _row_dot(X, data, indices, indptr, i, W, fit_intercept, u)
         total += weights[t] * loss_value(loss, y[i], u)
     return total
 
@@ -202,31 +174,27 @@ def batch_derivatives(X, data, indices, indptr, y, rows, weights, loss, W, V,
     u = np.empty(K)
     g = np.empty(K)
     q = np.empty(K)
-    a = np.empty(K)
-    b = np.empty(K)
+    coef = np.empty(K)
     want_grad = grad_out.size > 0
     want_hvp = hvp_out.size > 0
     want_cross = cross_out.size > 0
-    with_v = want_hvp or want_cross
-    # The first accumulator of _row_axpys is the gradient, or the Hessian
-    # product when the gradient is not wanted.
-    A = grad_out if want_grad else hvp_out
     for t in range(rows.shape[0]):
         i = rows[t]
-        _row_dots(X, data, indices, indptr, i, W, V, with_v, fit_intercept, u, q)
+        _row_dot(X, data, indices, indptr, i, W, fit_intercept, u)
         loss_derivative(loss, y[i], u, g)
+        if want_grad:
+            for k in range(K):
+                coef[k] = weights[t] * g[k]
+            _row_axpy(X, data, indices, indptr, i, coef, fit_intercept, grad_out)
+        if want_hvp or want_cross:
+            _row_dot(X, data, indices, indptr, i, V, fit_intercept, q)
         if want_cross:
             c = 0.0
             for k in range(K):
                 c += g[k] * q[k]
             cross_out[t] = c
         if want_hvp:
-            loss_hessian_apply(loss, y[i], g, q, b)
+            loss_hessian_apply(loss, y[i], g, q, coef)
             for k in range(K):
-                b[k] *= weights[t]
-        if want_grad:
-            for k in range(K):
-                a[k] = weights[t] * g[k]
-        if want_grad or want_hvp:
-            _row_axpys(X, data, indices, indptr, i, a if want_grad else b, b,
-                       want_grad and want_hvp, fit_intercept, A, hvp_out)
+                coef[k] *= weights[t]
+            _row_axpy(X, data, indices, indptr, i, coef, fit_intercept, hvp_out)
