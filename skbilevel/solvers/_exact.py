@@ -1,0 +1,122 @@
+"""Full-batch building blocks: inner solver, linear system, hypergradient."""
+
+import numpy as np
+
+
+def conjugate_gradient(matvec, b, x0, tol, max_iter):
+    """Solve ``A x = b`` for a symmetric positive definite ``A`` by CG.
+
+    Parameters
+    ----------
+    matvec : callable
+        ``u -> A u``.
+    b, x0 : ndarray
+        Right-hand side and starting point (warm start).
+    tol : float
+        Stop when the residual norm is at most ``tol``.
+    max_iter : int
+        Maximum number of iterations.
+
+    Returns
+    -------
+    x : ndarray
+        The approximate solution.
+    n_iter : int
+        Number of iterations done.
+    """
+    x = x0.copy()
+    r = b - matvec(x)
+    rr = r @ r
+    d = r.copy()
+    for n_iter in range(max_iter):
+        if np.sqrt(rr) <= tol:
+            return x, n_iter
+        Ad = matvec(d)
+        step = rr / (d @ Ad)
+        x += step * d
+        r -= step * Ad
+        rr_new = r @ r
+        d = r + (rr_new / rr) * d
+        rr = rr_new
+    return x, max_iter
+
+
+def solve_inner(problem, x, z0, tol, max_iter=100):
+    """Minimize ``G(., x)`` by truncated Newton (Newton-CG) from ``z0``.
+
+    Each Newton direction solves ``d11 G d = -d1 G`` by conjugate gradient to
+    a relative accuracy that tightens as the gradient shrinks (superlinear
+    convergence), followed by a backtracking line search.
+
+    Parameters
+    ----------
+    problem : BilevelProblem
+    x : ndarray
+        The hyperparameters.
+    z0 : ndarray
+        Starting point (warm start).
+    tol : float
+        Stop when ``||d1 G(z, x)|| <= tol``.
+    max_iter : int, default=100
+        Maximum number of Newton steps.
+
+    Returns
+    -------
+    z : ndarray
+    n_iter : int
+        Number of Newton steps.
+    converged : bool
+    """
+    z = z0.copy()
+    value = problem.inner_value(z, x)
+    grad = problem.inner_grad(z, x)
+    for n_iter in range(max_iter):
+        grad_norm = np.linalg.norm(grad)
+        if grad_norm <= tol:
+            return z, n_iter, True
+        forcing = min(0.5, np.sqrt(grad_norm))
+        direction, _ = conjugate_gradient(
+            lambda u: problem.inner_hvp(z, x, u), -grad, np.zeros_like(z),
+            tol=forcing * grad_norm, max_iter=max(50, z.size),
+        )
+        z, value, grad = _backtrack(problem, x, z, value, grad, direction)
+    return z, max_iter, np.linalg.norm(grad) <= tol
+
+
+def _backtrack(problem, x, z, value, grad, direction, shrink=0.5, max_halvings=40):
+    """Armijo line search along a descent direction.
+
+    Close to the optimum the decrease of ``G`` is below rounding error; a step
+    that lowers the gradient norm is then accepted instead.
+    """
+    slope = grad @ direction
+    step = 1.0
+    for _ in range(max_halvings):
+        z_new = z + step * direction
+        value_new = problem.inner_value(z_new, x)
+        if value_new <= value + 1e-4 * step * slope:
+            return z_new, value_new, problem.inner_grad(z_new, x)
+        if abs(value_new - value) <= 1e-12 * max(1.0, abs(value)):
+            grad_new = problem.inner_grad(z_new, x)
+            if np.linalg.norm(grad_new) < np.linalg.norm(grad):
+                return z_new, value_new, grad_new
+        step *= shrink
+    return z, value, grad
+
+
+def solve_linear_system(problem, z, x, v0, tol, max_iter=1000):
+    """Solve ``d11 G(z, x) v = -d1 F(z, x)`` by conjugate gradient from ``v0``.
+
+    Returns
+    -------
+    v : ndarray
+    n_iter : int
+    """
+    return conjugate_gradient(
+        lambda u: problem.inner_hvp(z, x, u), -problem.outer_grad(z, x), v0, tol, max_iter
+    )
+
+
+def hypergradient(problem, z, x, v):
+    """Return ``d2 F(z, x) + d21 G(z, x) v``."""
+    return problem.outer_grad_x(z, x) + problem.inner_cross(z, x, v)
