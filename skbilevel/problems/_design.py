@@ -65,8 +65,9 @@ def _check_sparse(X, name):
             "use CSR (or CSC, COO)."
         )
     X = sp.csr_matrix(X, dtype=np.float64)
-    X.sum_duplicates()
-    X.sort_indices()
+    if not X.has_canonical_format:
+        X = X.copy()  # sum_duplicates works in place: leave the user's matrix alone
+        X.sum_duplicates()
     return X
 
 

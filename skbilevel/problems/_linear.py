@@ -98,10 +98,12 @@ class LinearBilevelProblem(BilevelProblem):
                 f"sample_weight must have shape ({self.n_train},); its shape is "
                 f"{w.shape}."
             )
-        if not np.isfinite(w).all() or (w < 0).any() or not w.any():
-            raise ValueError(
-                "sample_weight must be finite, non-negative and not all zero."
-            )
+        if not np.isfinite(w).all():
+            raise ValueError("sample_weight contains NaN or infinity.")
+        if (w < 0).any():
+            raise ValueError("sample_weight has negative entries.")
+        if not w.any():
+            raise ValueError("sample_weight is zero everywhere.")
         return w
 
     # -- helpers -----------------------------------------------------------
@@ -114,10 +116,10 @@ class LinearBilevelProblem(BilevelProblem):
         return coef[:, : self.coef_shape[1] - self.fit_intercept]
 
     def _train_rows(self, rows):
-        return self._all_train if rows is None else np.asarray(rows, dtype=np.int64)
+        return self._all_train if rows is None else _check_rows(rows, self.n_train)
 
     def _val_rows(self, rows):
-        return self._all_val if rows is None else np.asarray(rows, dtype=np.int64)
+        return self._all_val if rows is None else _check_rows(rows, self.n_val)
 
     def _train_weights(self, x, rows):
         """``w_i s_i(x) / |rows|``: the weight of each row in the averages."""
@@ -213,3 +215,13 @@ class LinearBilevelProblem(BilevelProblem):
 
     def outer_grad_x(self, z, x, rows=None):
         return np.zeros(self.n_outer)
+
+
+def _check_rows(rows, n_rows):
+    """Return ``rows`` as int64 indices, checked to lie in ``[0, n_rows)``."""
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or rows.size == 0 or rows.dtype.kind not in "iu":
+        raise ValueError(f"rows must be a non-empty 1D array of integers; got {rows!r}.")
+    if rows.min() < 0 or rows.max() >= n_rows:
+        raise ValueError(f"rows must lie in [0, {n_rows}); got values outside.")
+    return rows.astype(np.int64, copy=False)

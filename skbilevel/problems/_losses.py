@@ -68,9 +68,14 @@ class Multinomial(Loss):
         self.n_classes = n_classes
 
     def n_outputs(self, *targets):
-        if self.n_classes is not None:
-            return self.n_classes
-        return int(max(np.max(y) for y in targets)) + 1
+        n_classes = self.n_classes
+        if n_classes is None:
+            n_classes = int(max(np.max(y) for y in targets)) + 1
+        if n_classes < 2:
+            raise ValueError(
+                f"The multinomial loss needs at least 2 classes; got {n_classes}."
+            )
+        return n_classes
 
     def check_targets(self, y, name):
         y = super().check_targets(y, name)

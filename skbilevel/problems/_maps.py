@@ -82,11 +82,13 @@ class GroupedL2(HyperparameterMap):
 
     def _bind(self, n_features, n_train):
         groups = self._feature_groups(n_features)
-        counts = np.bincount(groups) if groups.min() >= 0 else None
-        if counts is None or not counts.all():
+        if groups.min() < 0:
+            raise ValueError(f"groups has negative entries ({groups.min()}).")
+        counts = np.bincount(groups)
+        if not counts.all():
             raise ValueError(
                 "groups must number the groups 0, ..., n_groups - 1 with no "
-                "empty group."
+                f"empty group; group {np.flatnonzero(counts == 0)[0]} is empty."
             )
         self.groups_ = groups.astype(np.intp)
         self.n_hyperparams = len(counts)
@@ -138,7 +140,8 @@ class SampleWeights(HyperparameterMap):
         self.l2 = l2
 
     def _bind(self, n_features, n_train):
-        if not (np.isfinite(self.l2) and self.l2 > 0):
+        if not (isinstance(self.l2, (int, float, np.number)) and np.isfinite(self.l2)
+                and self.l2 > 0):
             raise ValueError(f"l2 must be a positive number; got {self.l2!r}.")
         self.n_features_ = n_features
         self.n_hyperparams = n_train

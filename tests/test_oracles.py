@@ -1,0 +1,471 @@
+"""The oracles of LinearBilevelProblem against finite differences and each other."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.special import expit, logsumexp, softmax
+
+from skbilevel.problems import (
+    DesignMatrix,
+    FeatureL2,
+    GroupedL2,
+    LinearBilevelProblem,
+    SampleWeights,
+    ScalarL2,
+)
+
+LOSSES = ["logistic", "multinomial", "squared"]
+MAPS = {
+    "scalar": ScalarL2,
+    "feature": FeatureL2,
+    "grouped": lambda: GroupedL2(np.array([1, 0, 2, 1, 1])),
+    "samples": lambda: SampleWeights(l2=0.05),
+}
+INPUTS = ["dense", "csr"]
+
+FD_TOL = 1e-6
+STEP = 1e-5
+
+grid = pytest.mark.parametrize(
+    "loss, hyperparams, fit_intercept, input_kind",
+    [
+        (loss, hp, fi, kind)
+        for loss in LOSSES
+        for hp in MAPS
+        for fi in (True, False)
+        for kind in INPUTS
+    ],
+)
+loss_map_grid = pytest.mark.parametrize(
+    "loss, hyperparams", [(loss, hp) for loss in LOSSES for hp in MAPS]
+)
+
+
+def _sample_weight(n, seed=1):
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(0.2, 2.0, n)
+    w[3] = 0.0  # a zero weight is allowed
+    return w
+
+
+def _build(data, loss, hyperparams, fit_intercept, input_kind="dense",
+           sample_weight=None, convert=None):
+    X_train, y_train, X_val, y_val = data
+    if convert is None:
+        convert = {"dense": np.ascontiguousarray, "csr": sp.csr_matrix}[input_kind]
+    return LinearBilevelProblem(
+        convert(X_train), y_train, convert(X_val), y_val, loss=loss,
+        hyperparams=MAPS[hyperparams](), fit_intercept=fit_intercept,
+        sample_weight=sample_weight,
+    )
+
+
+def _point(problem, seed=2):
+    """Random ``z``, ``v`` and ``x`` (``x`` of moderate scale)."""
+    rng = np.random.default_rng(seed)
+    z = 0.5 * rng.standard_normal(problem.n_inner)
+    v = rng.standard_normal(problem.n_inner)
+    x = 0.5 * rng.standard_normal(problem.n_outer)
+    return z, v, x
+
+
+def _rel_err(actual, reference):
+    actual, reference = np.asarray(actual, float), np.asarray(reference, float)
+    assert actual.shape == reference.shape
+    scale = np.linalg.norm(np.ravel(reference))
+    assert scale > 0, "the reference is zero: the comparison would be vacuous"
+    return np.linalg.norm(np.ravel(actual - reference)) / scale
+
+
+def _fd_gradient(f, w, h=STEP):
+    """Central finite differences of the scalar function ``f`` at ``w``."""
+    grad = np.empty(w.size)
+    for k in range(w.size):
+        e = np.zeros(w.size)
+        e[k] = h
+        grad[k] = (f(w + e) - f(w - e)) / (2 * h)
+    return grad
+
+
+def _fd_directional(f, w, d, h=STEP):
+    """Central finite differences of the (vector) function ``f`` at ``w`` along ``d``."""
+    return (f(w + h * d) - f(w - h * d)) / (2 * h)
+
+
+def _all_oracles(problem, z, v, x, train_rows=None, val_rows=None):
+    grad, hvp, cross = problem.inner_oracles(z, x, v, train_rows)
+    return {
+        "inner_value": problem.inner_value(z, x, train_rows),
+        "inner_grad": problem.inner_grad(z, x, train_rows),
+        "inner_hvp": problem.inner_hvp(z, x, v, train_rows),
+        "inner_cross": problem.inner_cross(z, x, v, train_rows),
+        "inner_oracles[0]": grad,
+        "inner_oracles[1]": hvp,
+        "inner_oracles[2]": cross,
+        "outer_value": problem.outer_value(z, x, val_rows),
+        "outer_grad": problem.outer_grad(z, x, val_rows),
+        "outer_grad_x": problem.outer_grad_x(z, x, val_rows),
+    }
+
+
+def _assert_oracles_close(actual, reference, rtol):
+    for name in reference:
+        ref = np.asarray(reference[name], float)
+        act = np.asarray(actual[name], float)
+        assert act.shape == ref.shape, name
+        if not np.any(ref):
+            np.testing.assert_array_equal(act, ref, err_msg=name)
+            continue
+        err = _rel_err(act, ref)
+        assert err < rtol, f"{name}: relative error {err:.3e} >= {rtol:.0e}"
+
+
+# -- finite differences ------------------------------------------------------
+
+
+@grid
+def test_oracles_match_finite_differences(make_data, loss, hyperparams,
+                                          fit_intercept, input_kind):
+    # User sample weights on half of the grid (every loss x map has both).
+    use_weights = fit_intercept != (input_kind == "csr")
+    sample_weight = _sample_weight(30) if use_weights else None
+    problem = _build(make_data(loss), loss, hyperparams, fit_intercept,
+                     input_kind, sample_weight)
+    K = 3 if loss == "multinomial" else 1
+    assert problem.coef_shape == (K, 5 + fit_intercept)
+    assert problem.n_inner == K * (5 + fit_intercept)
+    assert problem.n_outer == {"scalar": 1, "feature": 5, "grouped": 3,
+                               "samples": 30}[hyperparams]
+    z, v, x = _point(problem)
+
+    # d1 G against FD of G in z.
+    grad = problem.inner_grad(z, x)
+    fd = _fd_gradient(lambda w: problem.inner_value(w, x), z)
+    assert _rel_err(grad, fd) < FD_TOL
+
+    # d11 G v against FD of d1 G along v.
+    hvp = problem.inner_hvp(z, x, v)
+    fd = _fd_directional(lambda w: problem.inner_grad(w, x), z, v)
+    assert _rel_err(hvp, fd) < FD_TOL
+
+    # d21 G v against FD in x of <d1 G(z, x), v>.
+    cross = problem.inner_cross(z, x, v)
+    assert cross.shape == (problem.n_outer,)
+    fd = _fd_gradient(lambda xx: problem.inner_grad(z, xx) @ v, x)
+    assert _rel_err(cross, fd) < FD_TOL
+
+    # d1 F against FD of F in z.
+    outer_grad = problem.outer_grad(z, x)
+    fd = _fd_gradient(lambda w: problem.outer_value(w, x), z)
+    assert _rel_err(outer_grad, fd) < FD_TOL
+
+    # F does not depend on x: d2 F is zero, and so is the FD of F in x.
+    grad_x = problem.outer_grad_x(z, x)
+    np.testing.assert_array_equal(grad_x, np.zeros(problem.n_outer))
+    fd = _fd_gradient(lambda xx: problem.outer_value(z, xx), x)
+    np.testing.assert_array_equal(fd, 0.0)
+
+    # The intercept is never penalized: for the L2 maps, x does not change
+    # the intercept entries of d1 G, but does change the feature entries.
+    if fit_intercept and hyperparams != "samples":
+        grad_shifted = problem.inner_grad(z, x + 1.0).reshape(problem.coef_shape)
+        grad = grad.reshape(problem.coef_shape)
+        np.testing.assert_array_equal(grad_shifted[:, -1], grad[:, -1])
+        assert np.all(grad_shifted[:, :-1] != grad[:, :-1])
+
+
+# -- minibatches ---------------------------------------------------------------
+
+
+@grid
+def test_single_row_oracles_average_to_full(make_data, loss, hyperparams,
+                                            fit_intercept, input_kind):
+    sample_weight = _sample_weight(30) if fit_intercept else None
+    problem = _build(make_data(loss), loss, hyperparams, fit_intercept,
+                     input_kind, sample_weight)
+    z, v, x = _point(problem)
+    n, m = problem.n_train, problem.n_val
+
+    sums = dict.fromkeys(
+        ["value", "grad", "hvp", "cross", "joint_grad", "joint_hvp", "joint_cross"],
+        0.0,
+    )
+    for i in range(n):
+        rows = [i]
+        sums["value"] = sums["value"] + problem.inner_value(z, x, rows)
+        sums["grad"] = sums["grad"] + problem.inner_grad(z, x, rows)
+        sums["hvp"] = sums["hvp"] + problem.inner_hvp(z, x, v, rows)
+        sums["cross"] = sums["cross"] + problem.inner_cross(z, x, v, rows)
+        grad, hvp, cross = problem.inner_oracles(z, x, v, rows)
+        sums["joint_grad"] = sums["joint_grad"] + grad
+        sums["joint_hvp"] = sums["joint_hvp"] + hvp
+        sums["joint_cross"] = sums["joint_cross"] + cross
+
+    full_grad, full_hvp, full_cross = (
+        problem.inner_grad(z, x), problem.inner_hvp(z, x, v),
+        problem.inner_cross(z, x, v),
+    )
+    assert _rel_err(sums["value"] / n, problem.inner_value(z, x)) < 1e-12
+    for key, full in [("grad", full_grad), ("hvp", full_hvp), ("cross", full_cross)]:
+        assert _rel_err(sums[key] / n, full) < 1e-12, key
+        assert _rel_err(sums["joint_" + key] / n, full) < 1e-12, "joint_" + key
+
+    outer_value, outer_grad = 0.0, 0.0
+    for j in range(m):
+        outer_value = outer_value + problem.outer_value(z, x, [j])
+        outer_grad = outer_grad + problem.outer_grad(z, x, [j])
+        np.testing.assert_array_equal(problem.outer_grad_x(z, x, [j]), 0.0)
+    assert _rel_err(outer_value / m, problem.outer_value(z, x)) < 1e-12
+    assert _rel_err(outer_grad / m, problem.outer_grad(z, x)) < 1e-12
+
+
+@grid
+def test_shuffled_full_batch_equals_full_oracles(make_data, loss, hyperparams,
+                                                 fit_intercept, input_kind):
+    sample_weight = None if fit_intercept else _sample_weight(30)
+    problem = _build(make_data(loss), loss, hyperparams, fit_intercept,
+                     input_kind, sample_weight)
+    z, v, x = _point(problem)
+    rng = np.random.default_rng(3)
+    train_rows = rng.permutation(problem.n_train)
+    val_rows = rng.permutation(problem.n_val)
+    assert not np.array_equal(train_rows, np.arange(problem.n_train))
+    shuffled = _all_oracles(problem, z, v, x, train_rows, val_rows)
+    full = _all_oracles(problem, z, v, x)
+    _assert_oracles_close(shuffled, full, 1e-12)
+
+
+@grid
+def test_joint_inner_oracles_equal_separate_ones(make_data, loss, hyperparams,
+                                                 fit_intercept, input_kind):
+    sample_weight = _sample_weight(30) if fit_intercept else None
+    problem = _build(make_data(loss), loss, hyperparams, fit_intercept,
+                     input_kind, sample_weight)
+    z, v, x = _point(problem)
+    rng = np.random.default_rng(4)
+    batches = [
+        None,
+        rng.choice(problem.n_train, 7, replace=False),
+        np.array([5, 5, 12]),  # repeated rows, as sampling with replacement gives
+        [17],
+    ]
+    for rows in batches:
+        grad, hvp, cross = problem.inner_oracles(z, x, v, rows)
+        for joint, separate in [
+            (grad, problem.inner_grad(z, x, rows)),
+            (hvp, problem.inner_hvp(z, x, v, rows)),
+            (cross, problem.inner_cross(z, x, v, rows)),
+        ]:
+            assert joint.shape == separate.shape
+            assert _rel_err(joint, separate) <= 1e-14
+
+
+@loss_map_grid
+def test_minibatch_oracles_match_finite_differences(make_data, loss, hyperparams):
+    """On a minibatch, each oracle is the derivative of the minibatch value."""
+    problem = _build(make_data(loss), loss, hyperparams, True, "csr",
+                     _sample_weight(30))
+    z, v, x = _point(problem)
+    rows, val_rows = np.array([2, 9, 9, 21, 4]), np.array([0, 13, 7])
+    grad, hvp, cross = problem.inner_oracles(z, x, v, rows)
+    fd = _fd_gradient(lambda w: problem.inner_value(w, x, rows), z)
+    assert _rel_err(grad, fd) < FD_TOL
+    fd = _fd_directional(lambda w: problem.inner_grad(w, x, rows), z, v)
+    assert _rel_err(hvp, fd) < FD_TOL
+    fd = _fd_gradient(lambda xx: problem.inner_grad(z, xx, rows) @ v, x)
+    assert _rel_err(cross, fd) < FD_TOL
+    if hyperparams == "samples":
+        # d21 G v is supported on the sampled coordinates only.
+        assert set(np.flatnonzero(cross)) <= set(rows.tolist())
+    fd = _fd_gradient(lambda w: problem.outer_value(w, x, val_rows), z)
+    assert _rel_err(problem.outer_grad(z, x, val_rows), fd) < FD_TOL
+
+
+# -- input layouts -------------------------------------------------------------
+
+
+@loss_map_grid
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_input_layouts_give_the_same_oracles(make_data, loss, hyperparams,
+                                             fit_intercept):
+    data = make_data(loss)
+    sample_weight = _sample_weight(30) if fit_intercept else None
+
+    def oracles(convert):
+        problem = _build(data, loss, hyperparams, fit_intercept,
+                         sample_weight=sample_weight, convert=convert)
+        z, v, x = _point(problem)
+        rows, val_rows = np.array([4, 0, 11, 11, 27]), np.array([3, 19])
+        return (_all_oracles(problem, z, v, x),
+                _all_oracles(problem, z, v, x, rows, val_rows))
+
+    reference = oracles(np.ascontiguousarray)
+    variants = {
+        "fortran": (np.asfortranarray, 1e-12),
+        "csr": (sp.csr_matrix, 1e-12),
+        "csc": (sp.csc_matrix, 1e-12),
+        "coo": (sp.coo_matrix, 1e-12),
+        "csr_array": (sp.csr_array, 1e-12),
+        "float32 upcast": (lambda X: X.astype(np.float32).astype(np.float64), None),
+        "float32": (lambda X: X.astype(np.float32), 1e-6),
+        "float32 csr": (lambda X: sp.csr_matrix(X.astype(np.float32)), 1e-6),
+    }
+    assert np.asfortranarray(data[0]).flags.f_contiguous
+    float32_upcast = oracles(variants.pop("float32 upcast")[0])
+    for name, (convert, rtol) in variants.items():
+        actual = oracles(convert)
+        for act, ref in zip(actual, reference):
+            _assert_oracles_close(act, ref, rtol)
+        if name.startswith("float32"):
+            # float32 input is the float64 matrix of the same values.
+            for act, ref in zip(actual, float32_upcast):
+                _assert_oracles_close(act, ref, 1e-12)
+
+
+def test_csr_with_duplicates_and_unsorted_indices(make_data):
+    data = make_data("logistic")
+    X_train = data[0]
+    # Every stored entry split in two duplicates, each row listed backwards.
+    data_, indices, indptr = [], [], [0]
+    for row in X_train:
+        cols = np.flatnonzero(row)[::-1]
+        data_ += [0.25 * row[cols], 0.75 * row[cols]]
+        indices += [cols, cols]
+        indptr.append(indptr[-1] + 2 * len(cols))
+    messy = sp.csr_matrix(
+        (np.concatenate(data_), np.concatenate(indices), np.array(indptr)),
+        shape=X_train.shape,
+    )
+    assert not messy.has_canonical_format
+    assert messy.nnz == 2 * np.count_nonzero(X_train)
+    np.testing.assert_allclose(messy.toarray(), X_train, rtol=1e-15)
+    reference = _build(data, "logistic", "feature", True, "dense")
+    problem = LinearBilevelProblem(messy, data[1], sp.csr_matrix(data[2]), data[3],
+                                   hyperparams=FeatureL2())
+    z, v, x = _point(reference)
+    _assert_oracles_close(_all_oracles(problem, z, v, x),
+                          _all_oracles(reference, z, v, x), 1e-12)
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [np.asfortranarray, lambda X: X.astype(np.float32), lambda X: X.astype(int),
+     lambda X: X[:, ::-1].copy()[:, ::-1]],
+    ids=["fortran", "float32", "int", "negative-strides"],
+)
+def test_dense_design_is_c_ordered_float64(make_data, convert):
+    X = convert(make_data("squared")[0])
+    design = DesignMatrix(X, "X")
+    dense = design.arrays[0]
+    assert dense.dtype == np.float64 and dense.flags.c_contiguous
+    np.testing.assert_array_equal(dense, np.asarray(X, dtype=np.float64))
+    assert design.shape == X.shape and not design.sparse
+
+
+# -- numerical stability -------------------------------------------------------
+
+
+def _reference_oracles(loss, X_train, y_train, X_val, y_val, fit_intercept, r,
+                       z, v):
+    """NumPy/SciPy reference of values, gradients and Hessian products (L2 maps)."""
+    K = 3 if loss == "multinomial" else 1
+    W = z.reshape(K, -1)
+    V = v.reshape(K, -1)
+
+    def augment(X):
+        return np.hstack([X, np.ones((len(X), 1))]) if fit_intercept else X
+
+    penalized = slice(0, W.shape[1] - fit_intercept)
+
+    def data_terms(X, y, with_hvp):
+        D = augment(X)
+        U = D @ W.T  # (n, K)
+        Q = D @ V.T
+        if loss == "squared":
+            u, q = U[:, 0], Q[:, 0]
+            value = 0.5 * ((u - y) ** 2).mean()
+            g = (u - y)[:, None]
+            h = q[:, None]
+        elif loss == "logistic":
+            u, q = U[:, 0], Q[:, 0]
+            value = np.logaddexp(0.0, -y * u).mean()
+            g = (-y * expit(-y * u))[:, None]
+            h = (expit(u) * expit(-u) * q)[:, None]
+        else:
+            labels = y.astype(int)
+            value = (logsumexp(U, axis=1) - U[np.arange(len(y)), labels]).mean()
+            P = softmax(U, axis=1)
+            g = P - np.eye(K)[labels]
+            h = P * Q - P * (P * Q).sum(1, keepdims=True)
+        grad = g.T @ D / len(y)
+        hvp = h.T @ D / len(y) if with_hvp else None
+        return value, grad, hvp
+
+    value, grad, hvp = data_terms(X_train, y_train, True)
+    value += 0.5 * (r * W[:, penalized] ** 2).sum()
+    grad[:, penalized] += r * W[:, penalized]
+    hvp[:, penalized] += r * V[:, penalized]
+    outer_value, outer_grad, _ = data_terms(X_val, y_val, False)
+    return value, grad.ravel(), hvp.ravel(), outer_value, outer_grad.ravel()
+
+
+@pytest.mark.parametrize("loss", ["logistic", "multinomial"])
+@pytest.mark.parametrize("hyperparams", ["feature", "samples"])
+@pytest.mark.parametrize("input_kind", INPUTS)
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_huge_margins_are_finite(make_data, loss, hyperparams, input_kind,
+                                 fit_intercept):
+    X_train, y_train, X_val, y_val = make_data(loss)
+    data = (1e3 * X_train, y_train, 1e3 * X_val, y_val)
+    problem = _build(data, loss, hyperparams, fit_intercept, input_kind)
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal(problem.n_inner)
+    v = rng.standard_normal(problem.n_inner)
+    x = 0.5 * rng.standard_normal(problem.n_outer)
+
+    K = problem.coef_shape[0]
+    W = z.reshape(K, -1)
+    D = np.hstack([data[0], np.ones((30, 1))]) if fit_intercept else data[0]
+    U = D @ W.T
+    assert np.abs(U).max() > 700  # the naive exp(u) would overflow
+    if loss == "logistic":  # margins of both signs, on both sides of the labels
+        assert (y_train * U[:, 0] > 700).any() and (y_train * U[:, 0] < -700).any()
+
+    # Overflow warnings are errors (they surface when the kernels run as
+    # Python under NUMBA_DISABLE_JIT=1); underflow to zero is harmless.
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        oracles = _all_oracles(problem, z, v, x)
+        for rows, val_rows in [([0, 1, 2], [3, 4]), ([7], [8])]:
+            batch = _all_oracles(problem, z, v, x, rows, val_rows)
+            oracles.update({f"{k} on {rows}": val for k, val in batch.items()})
+    for name, value in oracles.items():
+        assert np.all(np.isfinite(value)), name
+
+    # And they are right, not just finite.
+    if hyperparams == "feature":
+        r = np.exp(x)
+        value, grad, hvp, outer_value, outer_grad = _reference_oracles(
+            loss, *data, fit_intercept, r, z, v
+        )
+        full = _all_oracles(problem, z, v, x)
+        assert _rel_err(full["inner_value"], value) < 1e-10
+        assert _rel_err(full["inner_grad"], grad) < 1e-10
+        assert _rel_err(full["inner_hvp"], hvp) < 1e-10
+        assert _rel_err(full["outer_value"], outer_value) < 1e-10
+        assert _rel_err(full["outer_grad"], outer_grad) < 1e-10
+
+
+@pytest.mark.parametrize("loss", ["logistic", "multinomial", "squared"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_oracles_match_numpy_reference(make_data, loss, fit_intercept):
+    data = make_data(loss)
+    problem = _build(data, loss, "feature", fit_intercept, "csr")
+    z, v, x = _point(problem)
+    value, grad, hvp, outer_value, outer_grad = _reference_oracles(
+        loss, *data, fit_intercept, np.exp(x), z, v
+    )
+    assert _rel_err(problem.inner_value(z, x), value) < 1e-12
+    assert _rel_err(problem.inner_grad(z, x), grad) < 1e-12
+    assert _rel_err(problem.inner_hvp(z, x, v), hvp) < 1e-12
+    assert _rel_err(problem.outer_value(z, x), outer_value) < 1e-12
+    assert _rel_err(problem.outer_grad(z, x), outer_grad) < 1e-12
