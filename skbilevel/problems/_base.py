@@ -1,5 +1,7 @@
 """The interface every bilevel problem exposes to the solvers."""
 
+import numpy as np
+
 
 class BilevelProblem:
     """Inner objective ``G(z, x)`` and outer objective ``F(z, x)`` with their oracles.
@@ -46,6 +48,24 @@ class BilevelProblem:
             self.inner_hvp(z, x, v, rows),
             self.inner_cross(z, x, v, rows),
         )
+
+    def inner_l2(self, x):
+        """Return ``r`` such that ``G`` contains ``(1/2) sum_c r_c z_c^2``.
+
+        Every oracle includes this quadratic part. Stochastic solvers take it
+        exactly, as a proximal step (see ``solvers.prox_step``), so that large
+        strengths do not limit their step sizes. Default: no such part.
+        """
+        return np.zeros(self.n_inner)
+
+    def sample_smoothness(self, x):
+        """Return, for every training sample, the smoothness of its term of ``G``.
+
+        The quadratic part of :meth:`inner_l2` is left out. These are the
+        constants that the stochastic solvers' inner and linear-system steps
+        must respect (ALGORITHMS.md section 5).
+        """
+        raise NotImplementedError
 
     def outer_value(self, z, x, rows=None):
         """Return ``F(z, x)``."""

@@ -194,6 +194,14 @@ class LinearBilevelProblem(BilevelProblem):
         self._train_terms(z, x, v, rows, grad, hvp, data_terms)
         return grad.ravel(), hvp.ravel(), self._cross(z, x, v, rows, data_terms)
 
+    def inner_l2(self, x):
+        return self._penalty_grad(x, np.ones(self.coef_shape)).ravel()
+
+    def sample_smoothness(self, x):
+        """``l''`` bound times ``w_i s_i(x) ||[d_i, 1]||^2``."""
+        norms = self.train.squared_row_norms() + self.fit_intercept
+        return self.loss.curvature * norms * self._train_weights(x, self._all_train) * self.n_train
+
     def outer_value(self, z, x, rows=None):
         rows = self._val_rows(rows)
         weights = np.full(len(rows), 1.0 / len(rows))

@@ -65,6 +65,12 @@ class QuadraticBilevelProblem(BilevelProblem):
         A, B = self._train(rows)
         return B.T @ (A @ v) / len(A)
 
+    def inner_l2(self, x):
+        return np.full(self.n_inner, self.mu)
+
+    def sample_smoothness(self, x):
+        return (self.A**2).sum(axis=1)
+
     def outer_value(self, z, x, rows=None):
         C, Fx = self._val(rows)
         return np.mean(C @ z + 0.5 * (Fx @ x) ** 2) + 0.5 * self.nu * x @ x

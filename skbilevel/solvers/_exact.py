@@ -156,3 +156,4 @@ def solve_linear_system(problem, z, x, v0, tol, max_iter=1000):
 def hypergradient(problem, z, x, v):
     """Return ``d2 F(z, x) + d21 G(z, x) v``."""
     return problem.outer_grad_x(z, x) + problem.inner_cross(z, x, v)
+
