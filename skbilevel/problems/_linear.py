@@ -106,6 +106,21 @@ class LinearBilevelProblem(BilevelProblem):
             raise ValueError("sample_weight is zero everywhere.")
         return w
 
+    def kernel_arguments(self):
+        """The problem as the arrays and scalars the solvers' Numba kernels take.
+
+        Returns ``(train, val, loss, fit_intercept, kind, groups, l2)`` where
+        ``train`` and ``val`` are ``(X, data, indices, indptr, y, sample_weight)``.
+        """
+        weight = np.ones(self.n_train) if self.sample_weight is None else self.sample_weight
+        return (
+            (*self.train.arrays, self.y_train, weight),
+            (*self.val.arrays, self.y_val, np.ones(self.n_val)),
+            self.loss.code,
+            self.fit_intercept,
+            *self.hyperparams.kernel_arguments(),
+        )
+
     # -- helpers -----------------------------------------------------------
 
     def _matrix(self, vector):

@@ -96,6 +96,10 @@ class GroupedL2(HyperparameterMap):
     def l2_strengths(self, x):
         return np.exp(x)[self.groups_]
 
+    def kernel_arguments(self):
+        """``(kind, groups, l2)`` as the solvers' Numba kernels take them."""
+        return 0, self.groups_.astype(np.int64), 0.0
+
     def l2_strengths_vjp(self, x, w):
         return np.bincount(
             self.groups_, weights=self.l2_strengths(x) * w, minlength=self.n_hyperparams
@@ -148,6 +152,10 @@ class SampleWeights(HyperparameterMap):
 
     def l2_strengths(self, x):
         return np.full(self.n_features_, float(self.l2))
+
+    def kernel_arguments(self):
+        """``(kind, groups, l2)`` as the solvers' Numba kernels take them."""
+        return 1, np.zeros(0, dtype=np.int64), float(self.l2)
 
     def l2_strengths_vjp(self, x, w):
         return np.zeros(self.n_hyperparams)

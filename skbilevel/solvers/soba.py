@@ -2,8 +2,13 @@
 
 import numpy as np
 
+from ..problems import LinearBilevelProblem
 from ._base import StochasticSolver, prox_step
+from ._linear_kernels import single_loop_chunk
 from ._sampling import BatchStream
+
+_NO_MEMORY = (np.zeros((0, 1)), np.zeros((0, 1)), np.zeros((0, 1)), np.zeros(0),
+              np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)))
 
 
 class SOBA(StochasticSolver):
@@ -16,7 +21,9 @@ class SOBA(StochasticSolver):
         v <- v - rho   * (d11 G_I(z, x) v + d1 F_J(z, x))
         x <- x - gamma * (d21 G_I(z, x) v + d2 F_J(z, x))
 
-    with the L2 part of ``G`` taken as a proximal step.
+    with the L2 part of ``G`` taken as a proximal step. On linear models an
+    epoch is one Numba call (margins computed once per row for the three
+    directions); on other problems it loops over the problem's oracles.
 
     Parameters
     ----------
@@ -27,6 +34,7 @@ class SOBA(StochasticSolver):
     """
 
     name = "soba"
+    _saga = False
 
     def __init__(self, batch_size=64, step_size=None, outer_step_size=None,
                  decreasing=False, bounds=(-15.0, 15.0)):
@@ -41,10 +49,40 @@ class SOBA(StochasticSolver):
         return state
 
     def _epoch(self, problem, state):
+        if isinstance(problem, LinearBilevelProblem):
+            return self._kernel_epoch(problem, state, _NO_MEMORY)
+        return self._oracle_epoch(problem, state)
+
+    def _kernel_epoch(self, problem, state, memory):
+        """One epoch in chunks of the Numba kernel (one chunk at fixed steps)."""
+        n_iter = state.train.batches_per_pass()
+        chunk = 1 if self.decreasing else n_iter
+        train, val, loss, fit_intercept, kind, groups, l2 = problem.kernel_arguments()
+        lower, upper = (-np.inf, np.inf) if self.bounds is None else self.bounds
+        Z, V = problem._matrix(state.z), problem._matrix(state.v)
         n_samples = step_sum = 0.0
-        for _ in range(self._outer_updates_per_epoch(problem)):
-            state.t += 1
-            decay = 1.0 / np.sqrt(state.t) if self.decreasing else 1.0
+        for _ in range(0, n_iter, chunk):
+            decay = self._decay(state, chunk)
+            rows, offsets = state.train.take(chunk)
+            val_rows, val_offsets = state.val.take(chunk)
+            single_loop_chunk(
+                train, val, loss, fit_intercept, kind, groups, l2, Z, V, state.x,
+                rows, offsets, val_rows, val_offsets, decay * state.inner_step,
+                decay * state.outer_step, lower, upper, self._saga, memory,
+            )
+            n_samples += len(rows)
+            step_sum += chunk * decay * state.outer_step
+        return n_samples, step_sum
+
+    def _decay(self, state, n_iter):
+        state.t += n_iter
+        return 1.0 / np.sqrt(state.t) if self.decreasing else 1.0
+
+    def _oracle_epoch(self, problem, state):
+        """One epoch through the problem's oracles, for any problem."""
+        n_samples = step_sum = 0.0
+        for _ in range(state.train.batches_per_pass()):
+            decay = self._decay(state, 1)
             rows, val_rows = state.train.next(), state.val.next()
             z, v, x = state.z, state.v, state.x
             dz, hvp, cross = problem.inner_oracles(z, x, v, rows)

@@ -1,0 +1,124 @@
+"""The Numba path of SOBA and SABA on linear models against plain references."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from skbilevel.problems import FeatureL2, LinearBilevelProblem, SampleWeights
+from skbilevel.solvers import SABA, SOBA, solve_inner, solve_linear_system
+from skbilevel.solvers._sampling import BatchStream
+
+
+def _problem(hyperparams, sparse=False, loss="logistic", seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((150, 6))
+    X[rng.random(X.shape) < 0.3] = 0.0
+    if loss == "logistic":
+        y = np.where(X @ rng.standard_normal(6) + rng.standard_normal(150) > 0, 1.0, -1.0)
+    else:
+        y = (X @ rng.standard_normal((6, 3)) + rng.standard_normal((150, 3))).argmax(1)
+    X_train, X_val = (sp.csr_matrix(M) if sparse else M for M in (X[:100], X[100:]))
+    return LinearBilevelProblem(X_train, y[:100], X_val, y[100:], loss=loss,
+                                hyperparams=hyperparams,
+                                sample_weight=rng.uniform(0.5, 2.0, 100))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("loss", ["logistic", "multinomial"])
+@pytest.mark.parametrize("hyperparams", [FeatureL2(), SampleWeights(l2=0.1)],
+                         ids=["per_feature", "per_sample"])
+@pytest.mark.parametrize("decreasing", [False, True])
+def test_soba_kernel_equals_oracle_loop(hyperparams, loss, sparse, decreasing):
+    problem = _problem(hyperparams, sparse, loss)
+    results = []
+    for path in ("_kernel_epoch", "_oracle_epoch"):
+        solver = SOBA(batch_size=16, step_size=0.3, outer_step_size=2.0,
+                      decreasing=decreasing)
+        state = solver._initialize(problem, np.full(problem.n_outer, -1.0),
+                                   np.random.default_rng(3))
+        state.inner_step, state.outer_step = solver.step_size, solver.outer_step_size
+        for _ in range(3):
+            if path == "_kernel_epoch":
+                solver._kernel_epoch(problem, state, solver_memory_none())
+            else:
+                solver._oracle_epoch(problem, state)
+        results.append(state)
+    kernel, oracle = results
+    for name in ("x", "z", "v"):
+        np.testing.assert_allclose(getattr(kernel, name), getattr(oracle, name),
+                                   rtol=1e-10, atol=1e-12)
+
+
+def solver_memory_none():
+    from skbilevel.solvers.soba import _NO_MEMORY
+    return _NO_MEMORY
+
+
+@pytest.mark.parametrize("loss", ["logistic", "multinomial"])
+@pytest.mark.parametrize("hyperparams", [FeatureL2(), SampleWeights(l2=0.1)],
+                         ids=["per_feature", "per_sample"])
+def test_saba_kernel_converges_at_fixed_x(hyperparams, loss):
+    """With the outer step at zero, SABA's z and v reach z*(x) and v*(x)."""
+    problem = _problem(hyperparams, loss=loss)
+    x = np.full(problem.n_outer, -1.0)
+    z_star, _, _ = solve_inner(problem, x, np.zeros(problem.n_inner), 1e-13)
+    v_star, _ = solve_linear_system(problem, z_star, x, np.zeros(problem.n_inner), 1e-13)
+    solver = SABA(batch_size=10, outer_step_size=0.0)
+    result = solver.solve(problem, x0=x, max_epochs=300, random_state=0)
+    np.testing.assert_array_equal(result.x, x)
+    np.testing.assert_allclose(result.z, z_star, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(result.v, v_star, rtol=1e-7, atol=1e-9)
+
+
+def _saba_direct(problem, x, n_iter, batch_size, inner_step, outer_step, seed):
+    """SABA with per-sample memories and a dense outer update, written plainly."""
+    rng = np.random.default_rng(seed)
+    train, val = BatchStream(problem.n_train, batch_size, rng), BatchStream(
+        problem.n_val, batch_size, rng)
+    z, v, x = np.zeros(problem.n_inner), np.zeros(problem.n_inner), x.copy()
+    memory = {name: {} for name in ("grad", "hvp", "cross", "val")}
+
+    def saga(table, terms, n):
+        estimate = sum(table.values(), np.zeros_like(next(iter(terms.values())))) / n
+        for i, term in terms.items():
+            estimate = estimate + (term - table.get(i, 0.0 * term)) / len(terms)
+        table.update(terms)
+        return estimate
+
+    for _ in range(n_iter):
+        rows, val_rows = train.next(), val.next()
+        l2 = problem.inner_l2(x)
+        grads, hvps, crosses = {}, {}, {}
+        for i in rows:
+            g, h, c = problem.inner_oracles(z, x, v, [i])
+            grads[i], hvps[i], crosses[i] = g - l2 * z, h - l2 * v, c
+        vals = {j: problem.outer_grad(z, x, [j]) for j in val_rows}
+        dz = saga(memory["grad"], grads, problem.n_train) + l2 * z
+        dv = (saga(memory["hvp"], hvps, problem.n_train) + l2 * v
+              + saga(memory["val"], vals, problem.n_val))
+        if problem.hyperparams.weights_samples:
+            dx = saga(memory["cross"], crosses, problem.n_train)
+        else:  # no data term: the exact direction, as the kernel takes it
+            dx = problem.inner_cross(z, x, v)
+        z = (z - inner_step * (dz - l2 * z)) / (1 + inner_step * l2)
+        v = (v - inner_step * (dv - l2 * v)) / (1 + inner_step * l2)
+        x = np.clip(x - outer_step * dx, -15, 15)
+    return x, z, v
+
+
+@pytest.mark.parametrize("hyperparams", [FeatureL2(), SampleWeights(l2=0.1)],
+                         ids=["per_feature", "per_sample"])
+def test_saba_kernel_equals_direct_saga(hyperparams):
+    """Per-sample memories and the lazy outer updates match a direct SAGA."""
+    problem = _problem(hyperparams)
+    x0 = np.full(problem.n_outer, -1.0)
+    solver = SABA(batch_size=16, step_size=0.2, outer_step_size=3.0)
+    state = solver._initialize(problem, x0.copy(), np.random.default_rng(5))
+    state.inner_step, state.outer_step = 0.2, 3.0
+    for _ in range(3):
+        solver._kernel_epoch(problem, state, state.memory)
+    n_iter = 3 * state.train.batches_per_pass()
+    x, z, v = _saba_direct(problem, x0, n_iter, 16, 0.2, 3.0, seed=5)
+    np.testing.assert_allclose(state.x, x, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(state.z, z, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(state.v, v, rtol=1e-9, atol=1e-12)
