@@ -32,3 +32,32 @@ def make_data():
         return X_train, _labels(rng, loss, n_train), X_val, _labels(rng, loss, n_val)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def logistic():
+    """A small per-feature logistic problem with ``h(x0)`` and the reference ``h*``."""
+    from sklearn.datasets import make_classification
+
+    from skbilevel.problems import FeatureL2, LinearBilevelProblem
+    from skbilevel.solvers import solve_reference
+
+    X, y = make_classification(2000, 20, n_informative=5, random_state=0)
+    y = 2.0 * y - 1.0
+    problem = LinearBilevelProblem(X[:1000], y[:1000], X[1000:], y[1000:],
+                                   hyperparams=FeatureL2())
+    reference = solve_reference(problem, tol=1e-8)
+    return problem, reference.history["value"][0], reference.history["value"][-1]
+
+
+@pytest.fixture(scope="session")
+def exact_h():
+    """``h(x)`` with the inner problem solved to 1e-10."""
+    from skbilevel.solvers import solve_inner
+
+    def h(problem, x):
+        z, _, converged = solve_inner(problem, x, np.zeros(problem.n_inner), 1e-10)
+        assert converged
+        return problem.outer_value(z, x)
+
+    return h

@@ -5,14 +5,16 @@ from ._exact import conjugate_gradient, hypergradient, solve_inner, solve_linear
 from ._reference import solve_reference
 from ._result import BilevelResult
 from ._sampling import BatchStream
+from .aid import AID, ITD
 from .saba import SABA
 from .soba import SOBA
+from .stocbio import StocBiO
 
 #: The stochastic solvers by name whose defaults meet the targets of
 #: tests/test_solvers.py. SABA is importable but not listed yet: with the
 #: adaptive global outer step its defaults stall on badly conditioned outer
 #: problems (IJCNN1 per-feature strengths).
-SOLVERS = {solver.name: solver for solver in (SOBA,)}
+SOLVERS = {solver.name: solver for solver in (SOBA, StocBiO, AID, ITD)}
 
 
 def get_solver(name, **params):
@@ -23,13 +25,16 @@ def get_solver(name, **params):
 
 
 __all__ = [
+    "AID",
     "BatchStream",
     "BilevelResult",
     "DivergenceWarning",
+    "ITD",
     "SABA",
     "SOBA",
     "SOLVERS",
     "SolverState",
+    "StocBiO",
     "StochasticSolver",
     "conjugate_gradient",
     "get_solver",

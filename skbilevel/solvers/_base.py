@@ -48,11 +48,10 @@ class StochasticSolver:
 
     A divergence restores the last good state, halves both steps and emits a
     :class:`DivergenceWarning`. An epoch diverged if it produced non-finite
-    values, if ``z`` or ``v`` grew by more than a factor 1e4, or, in an epoch
-    that did not move ``x`` (the warm-up), if the epoch did not at least
-    halve the inner gradient from its value at ``z = 0`` (on a fixed
-    subsample): an inner step too large makes the iterate oscillate instead
-    of settling.
+    values, if ``z`` or ``v`` grew by more than a factor 1e4, or, in a
+    warm-up epoch, if the epoch did not at least halve the inner gradient
+    from its value at ``z = 0`` (on a fixed subsample): an inner step too
+    large makes the iterate oscillate instead of settling.
 
     Parameters
     ----------
@@ -159,7 +158,7 @@ class StochasticSolver:
             # Warm-up: z and v settle at x0 before the first outer step is sized.
             settled = False
             while not (settled or run.stopped) and run.epochs < max_epochs:
-                settled = run.epoch()
+                settled = run.epoch(warm_up=True)
             if settled:
                 state = run.state
                 state.outer_step = self._first_outer_step(problem, state)
@@ -238,23 +237,31 @@ class _Run:
     def accept(self):
         self.good, self.good_value = self.state.copy(), self.value
 
-    def epoch(self, adaptive=False):
-        """Run one epoch; keep it, or recover from a divergence (return False)."""
+    def epoch(self, adaptive=False, warm_up=False):
+        """Run one epoch; keep it, or recover from a divergence (return False).
+
+        An epoch may make no outer step (double-loop solvers, whose outer
+        iteration lasts several epochs): it then keeps the last direction and
+        leaves the outer step as it is.
+        """
         state = self.state
         x_before = state.x.copy()
         tic = time.perf_counter()
         with np.errstate(all="ignore"):
             n_samples, step_sum = self.solver._epoch(self.problem, state)
         self.solver_time += time.perf_counter() - tic
-        state.direction = (x_before - state.x) / step_sum if step_sum > 0 else None
-        grad_norm = np.nan if state.direction is None else np.linalg.norm(state.direction)
+        stepped = step_sum > 0
+        if stepped:
+            state.direction = (x_before - state.x) / step_sum
+        grad_norm = np.linalg.norm(state.direction) if stepped else np.nan
         self.epochs += n_samples / self.problem.n_train
         self.value = self._value(state)
-        accepted = not self._diverged(state, x_moved=not np.array_equal(x_before, state.x))
+        accepted = not self._diverged(state, warm_up)
         if accepted:
-            if adaptive:
+            if adaptive and stepped:
                 self._adapt_outer_step(state)
-            self.last_grad_norm = grad_norm
+            if stepped:
+                self.last_grad_norm = grad_norm
             self.accept()
         else:
             self._recover()
@@ -286,7 +293,7 @@ class _Run:
         else:
             state.outer_step *= 0.9
 
-    def _diverged(self, state, x_moved):
+    def _diverged(self, state, warm_up):
         finite = np.isfinite(self.value) and all(
             np.isfinite(a).all() for a in (state.x, state.z, state.v)
         )
@@ -298,7 +305,7 @@ class _Run:
             for new, old in ((state.z, good.z), (state.v, good.v))
         ):
             return True
-        if x_moved:
+        if not warm_up:
             return False
         with np.errstate(all="ignore"):
             new, start = (
