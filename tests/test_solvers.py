@@ -6,8 +6,10 @@ from skbilevel.problems import make_quadratic_problem
 from skbilevel.solvers import SOLVERS, BatchStream, DivergenceWarning, get_solver
 
 #: Epoch budgets that let every solver meet the targets below with defaults.
-QUADRATIC_EPOCHS = {"soba": 1500, "stocbio": 20000, "aid": 500, "itd": 10000}
-LOGISTIC_EPOCHS = {"soba": 60, "stocbio": 2000, "aid": 2000, "itd": 3000}
+QUADRATIC_EPOCHS = {"soba": 1500, "amigo": 2000, "sid": 25000, "stocbio": 20000,
+                    "aid": 500, "itd": 10000}
+LOGISTIC_EPOCHS = {"soba": 60, "amigo": 200, "sid": 4000, "stocbio": 2000,
+                   "aid": 2000, "itd": 3000}
 
 
 

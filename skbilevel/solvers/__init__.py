@@ -6,7 +6,9 @@ from ._reference import solve_reference
 from ._result import BilevelResult
 from ._sampling import BatchStream
 from .aid import AID, ITD
+from .amigo import AmIGO
 from .saba import SABA
+from .sid import SID
 from .soba import SOBA
 from .stocbio import StocBiO
 
@@ -14,7 +16,7 @@ from .stocbio import StocBiO
 #: tests/test_solvers.py. SABA is importable but not listed yet: with the
 #: adaptive global outer step its defaults stall on badly conditioned outer
 #: problems (IJCNN1 per-feature strengths).
-SOLVERS = {solver.name: solver for solver in (SOBA, StocBiO, AID, ITD)}
+SOLVERS = {solver.name: solver for solver in (SOBA, AmIGO, SID, StocBiO, AID, ITD)}
 
 
 def get_solver(name, **params):
@@ -26,11 +28,13 @@ def get_solver(name, **params):
 
 __all__ = [
     "AID",
+    "AmIGO",
     "BatchStream",
     "BilevelResult",
     "DivergenceWarning",
     "ITD",
     "SABA",
+    "SID",
     "SOBA",
     "SOLVERS",
     "SolverState",

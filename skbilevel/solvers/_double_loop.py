@@ -7,7 +7,7 @@ pieces (:class:`_DoubleLoopSolver`).
 
 import numpy as np
 
-from ._base import StochasticSolver
+from ._base import StochasticSolver, prox_step
 
 #: Truncation length (Neumann terms, unrolled steps) of the first outer iteration.
 FIRST_TRUNCATION = 16
@@ -98,6 +98,16 @@ class _DoubleLoopSolver(StochasticSolver):
             and state.grad_norm is not None
             and state.grad_norm > 0.5 * state.first_grad_norm
         )
+
+    def _inner_step(self, problem, state, rows=None):
+        """One warm-started inner step of ``z`` on ``rows`` (None: all); count it.
+
+        The L2 part of ``G`` is taken as a proximal step (:func:`prox_step`).
+        """
+        grad = problem.inner_grad(state.z, state.x, rows)
+        self._record_inner_grad(state, grad)
+        state.z = prox_step(state.z, grad, problem.inner_l2(state.x), state.inner_step)
+        state.count += 1
 
     def _record_inner_grad(self, state, grad):
         """Keep the norm of the inner gradient of a step, for :meth:`_warming_up`."""

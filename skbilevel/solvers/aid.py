@@ -94,10 +94,7 @@ class AID(_FullBatchSolver):
     def _advance(self, problem, state):
         n_train, z, x = problem.n_train, state.z, state.x
         if state.stage == "inner":
-            grad = problem.inner_grad(z, x)
-            self._record_inner_grad(state, grad)
-            state.z = prox_step(z, grad, problem.inner_l2(x), state.inner_step)
-            state.count += 1
+            self._inner_step(problem, state)
             if state.count == self.n_inner_steps:
                 state.stage = "linear"
             return n_train, 0.0

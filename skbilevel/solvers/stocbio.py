@@ -171,10 +171,7 @@ class StocBiO(_DoubleLoopSolver):
         z, x = state.z, state.x
         if state.stage == "inner":
             rows = state.train.next()
-            grad = problem.inner_grad(z, x, rows)
-            self._record_inner_grad(state, grad)
-            state.z = prox_step(z, grad, problem.inner_l2(x), state.inner_step)
-            state.count += 1
+            self._inner_step(problem, state, rows)
             if state.count == self.n_inner_steps:
                 self._start_series(problem, state)
             return len(rows), 0.0
