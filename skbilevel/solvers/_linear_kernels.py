@@ -13,16 +13,40 @@ objective is exact and taken as a proximal step. For per-sample weights the
 outer update touches only the sampled coordinates: the dense SAGA mean of the
 cross-derivative pushes every other coordinate by a constant until its row is
 sampled again, and is applied lazily then (or at the end of the chunk).
+
+Speed (see ``benchmarks/bench_epochs.py``): a dense minibatch is copied once
+into a transposed block, so that the margins of all its rows (``Z`` and
+``V`` at once) and the sums back over them vectorize; the rows of the next
+minibatch, their targets and SAGA memories are prefetched while the current
+one is processed (the rows of a minibatch are spread over the whole matrix,
+and without it every row waits on a cache miss); one-output losses keep
+their per-row arithmetic in registers; CSR rows are visited one by one, both
+margins in one pass and both scatters in one pass. All the ``O(K p)`` work
+of an iteration (outer direction, both proximal steps, SAGA means, reset of
+the accumulators) is one pass over the coefficients.
 """
 
 import numpy as np
 from numba import njit
 
 from ..problems._kernels import (
+    _HELPER_JIT,
+    BLOCK_LIMIT,
+    FAST_JIT,
+    MULTINOMIAL,
+    PREFETCH_AHEAD,
     _row_axpy,
     _row_dot,
+    block_margins,
+    block_scatter,
+    gather_transposed,
     loss_derivative,
     loss_hessian_apply,
+    prefetch,
+    prefetch_row,
+    row_axpy2,
+    row_dot2,
+    scalar_loss_terms,
     sigmoid,
 )
 
@@ -30,28 +54,12 @@ GROUPED_L2 = 0
 SAMPLE_WEIGHTS = 1
 
 
-@njit(cache=True, nogil=True)
-def _strengths(kind, groups, l2, x, out):
-    """Write the L2 strength of every feature into ``out``."""
-    for j in range(out.shape[0]):
-        out[j] = np.exp(x[groups[j]]) if kind == GROUPED_L2 else l2
-
-
-@njit(cache=True, nogil=True)
-def _prox_update(W, D, r, step, n_features):
-    """``W <- prox(W - step D)``: the L2 part taken exactly on the features."""
-    for k in range(W.shape[0]):
-        for j in range(W.shape[1]):
-            w = W[k, j] - step * D[k, j]
-            W[k, j] = w / (1.0 + step * r[j]) if j < n_features else w
-
-
-@njit(cache=True, nogil=True)
+@njit(**_HELPER_JIT)
 def _clip(value, lower, upper):
     return min(max(value, lower), upper)
 
 
-@njit(cache=True, nogil=True)
+@njit(**FAST_JIT)
 def single_loop_chunk(
     train, val, loss, fit_intercept, kind, groups, l2,
     Z, V, x, rows, offsets, val_rows, val_offsets,
@@ -76,9 +84,9 @@ def single_loop_chunk(
     rows, offsets, val_rows, val_offsets : ndarray of int64
         Iteration ``t`` uses ``rows[offsets[t]:offsets[t + 1]]`` and the same
         for the validation rows.
-    inner_step, outer_step : float
-    lower, upper : float
-        Box of ``x``.
+    inner_step : float
+    outer_step, lower, upper : ndarray of shape (n_outer,)
+        Step of every coordinate of ``x``, and the box it stays in.
     saga : bool
         Whether to use the SAGA memories (SABA) or plain estimates (SOBA).
     memory : tuple
@@ -93,44 +101,95 @@ def single_loop_chunk(
     K, n_cols = Z.shape
     n_features = n_cols - fit_intercept
     n_train, n_val = y.shape[0], yv.shape[0]
-    r = np.empty(n_features)
-    d_grad = np.empty((K, n_cols))
-    d_hvp = np.empty((K, n_cols))
-    d_val = np.empty((K, n_cols))
-    direction = np.empty((K, n_cols))
+    # Data terms of an iteration, summed over its rows; reset to zero by the
+    # pass over the coefficients that consumes them.
+    d_grad = np.zeros((K, n_cols))
+    d_hvp = np.zeros((K, n_cols))
+    d_val = np.zeros((K, n_cols))
+    r = np.zeros(n_cols)  # L2 strength of every column (0: the intercept)
+    shrink = np.ones(n_cols)  # 1 / (1 + inner_step r): the proximal step
+    zv = np.zeros(n_features)
     u = np.empty(K)
     q = np.empty(K)
     g = np.empty(K)
     hq = np.empty(K)
     dx = np.zeros(x.shape[0])
     weighted = kind == SAMPLE_WEIGHTS
+    lazy = weighted and saga
+    scalar = K == 1 and loss != MULTINOMIAL
+    if weighted:
+        for j in range(n_features):
+            r[j] = l2
+            shrink[j] = 1.0 / (1.0 + inner_step * l2)
     # Lazy outer updates (sample weights with SAGA): x[i] is current up to
     # iteration last[i]; after that it moves by a constant push per iteration.
     last = np.zeros(x.shape[0], dtype=np.int64)
     n_iter = offsets.shape[0] - 1
+    n_visits, n_val_visits = offsets[n_iter], val_offsets[n_iter]
+    # Dense rows go through a transposed block per minibatch (see
+    # problems._kernels); CSR rows are visited one by one.
+    max_batch = 1
     for t in range(n_iter):
-        _strengths(kind, groups, l2, x, r)
-        d_grad[:] = 0.0
-        d_hvp[:] = 0.0
-        d_val[:] = 0.0
-        batch = offsets[t + 1] - offsets[t]
-        for tt in range(offsets[t], offsets[t + 1]):
-            i = rows[tt]
-            if weighted and saga:
-                x[i] = _clip(x[i] - outer_step * (t - last[i]) * mem_cross[i] / n_train,
-                             lower, upper)
+        max_batch = max(max_batch, offsets[t + 1] - offsets[t],
+                        val_offsets[t + 1] - val_offsets[t])
+    blocked = indptr.shape[0] == 0 and n_features * max_batch <= BLOCK_LIMIT
+    val_blocked = indptrv.shape[0] == 0 and n_features * max_batch <= BLOCK_LIMIT
+    n_block = max_batch if blocked or val_blocked else 0
+    XT = np.empty((n_features, n_block))
+    U = np.empty((K, n_block))
+    Q = np.empty((K, n_block))
+    CG = np.empty((K, n_block))
+    CH = np.empty((K, n_block))
+    # The first rows of the chunk; later, each batch asks for the next one.
+    for tt in range(min(offsets[1], n_visits)):
+        prefetch_row(X, data, indices, indptr, rows[tt])
+    for tt in range(min(val_offsets[1], n_val_visits)):
+        prefetch_row(Xv, datav, indicesv, indptrv, val_rows[tt])
+    for t in range(n_iter):
+        start, stop = offsets[t], offsets[t + 1]
+        val_start, val_stop = val_offsets[t], val_offsets[t + 1]
+        batch = stop - start
+        val_batch = val_stop - val_start
+        if blocked:
+            gather_transposed(X, rows, start, stop, XT)
+            block_margins(XT, batch, Z, fit_intercept, U)
+            block_margins(XT, batch, V, fit_intercept, Q)
+        for b in range(batch):
+            # Rows ahead: the same place in the next batch (blocked), or a
+            # few rows ahead.
+            ahead = stop + b if blocked else start + b + PREFETCH_AHEAD
+            if ahead < n_visits:
+                i = rows[ahead]
+                prefetch_row(X, data, indices, indptr, i)
+                prefetch(y, i)
+                prefetch(weight, i)
+                if saga:
+                    prefetch(mem_grad, i * K)
+                    prefetch(mem_hvp, i * K)
+            i = rows[start + b]
+            if lazy:
+                x[i] = _clip(x[i] - outer_step[i] * (t - last[i]) * mem_cross[i] / n_train,
+                             lower[i], upper[i])
             s = weight[i]
             if weighted:
-                s *= sigmoid(x[i])
-            _row_dot(X, data, indices, indptr, i, Z, fit_intercept, u)
-            _row_dot(X, data, indices, indptr, i, V, fit_intercept, q)
-            loss_derivative(loss, y[i], u, g)
-            loss_hessian_apply(loss, y[i], g, q, hq)
-            if weighted:
                 sw = sigmoid(x[i])
+                s *= sw
+            if blocked:
+                for k in range(K):
+                    u[k] = U[k, b]
+                    q[k] = Q[k, b]
+            else:
+                row_dot2(X, data, indices, indptr, i, Z, V, fit_intercept, u, q)
+            if scalar:  # one output: the same arithmetic in registers
+                g0, h0 = scalar_loss_terms(loss, y[i], u[0], q[0])
+                c = g0 * q[0]
+            else:
+                loss_derivative(loss, y[i], u, g)
+                loss_hessian_apply(loss, y[i], g, q, hq)
                 c = 0.0
                 for k in range(K):
                     c += g[k] * q[k]
+            if weighted:
                 c *= weight[i] * sw * (1.0 - sw)
                 push = c / batch
                 if saga:
@@ -138,65 +197,127 @@ def single_loop_chunk(
                     mem_cross[i] = c
                     last[i] = t + 1
                 dx[i] = push  # read below, after the inner updates
-            for k in range(K):
-                g[k] *= s
-                hq[k] *= s
+            if scalar:
+                g0 *= s
+                h0 *= s
                 if saga:
-                    new_g, new_h = g[k], hq[k]
-                    g[k] -= mem_grad[i, k]
-                    hq[k] -= mem_hvp[i, k]
-                    mem_grad[i, k] = new_g
-                    mem_hvp[i, k] = new_h
-            _row_axpy(X, data, indices, indptr, i, g, fit_intercept, d_grad)
-            _row_axpy(X, data, indices, indptr, i, hq, fit_intercept, d_hvp)
-        val_batch = val_offsets[t + 1] - val_offsets[t]
-        for tt in range(val_offsets[t], val_offsets[t + 1]):
-            j = val_rows[tt]
-            _row_dot(Xv, datav, indicesv, indptrv, j, Z, fit_intercept, u)
-            loss_derivative(loss, yv[j], u, g)
-            if saga:
+                    new_g, new_h = g0, h0
+                    g0 -= mem_grad[i, 0]
+                    h0 -= mem_hvp[i, 0]
+                    mem_grad[i, 0] = new_g
+                    mem_hvp[i, 0] = new_h
+                g[0] = g0
+                hq[0] = h0
+            else:
                 for k in range(K):
-                    new_g = g[k]
-                    g[k] -= mem_val[j, k]
-                    mem_val[j, k] = new_g
-            _row_axpy(Xv, datav, indicesv, indptrv, j, g, fit_intercept, d_val)
+                    g[k] *= s
+                    hq[k] *= s
+                    if saga:
+                        new_g, new_h = g[k], hq[k]
+                        g[k] -= mem_grad[i, k]
+                        hq[k] -= mem_hvp[i, k]
+                        mem_grad[i, k] = new_g
+                        mem_hvp[i, k] = new_h
+            if blocked:
+                for k in range(K):
+                    CG[k, b] = g[k]
+                    CH[k, b] = hq[k]
+            else:
+                row_axpy2(X, data, indices, indptr, i, g, d_grad, hq, d_hvp, fit_intercept)
+        if blocked:
+            block_scatter(XT, batch, CG, fit_intercept, d_grad)
+            block_scatter(XT, batch, CH, fit_intercept, d_hvp)
 
-        # Outer direction of the L2 maps, exact, at the current Z and V.
+        if val_blocked:
+            gather_transposed(Xv, val_rows, val_start, val_stop, XT)
+            block_margins(XT, val_batch, Z, fit_intercept, U)
+        for b in range(val_batch):
+            ahead = val_stop + b if val_blocked else val_start + b + PREFETCH_AHEAD
+            if ahead < n_val_visits:
+                j = val_rows[ahead]
+                prefetch_row(Xv, datav, indicesv, indptrv, j)
+                prefetch(yv, j)
+                if saga:
+                    prefetch(mem_val, j * K)
+            j = val_rows[val_start + b]
+            if val_blocked:
+                for k in range(K):
+                    u[k] = U[k, b]
+            else:
+                _row_dot(Xv, datav, indicesv, indptrv, j, Z, fit_intercept, u)
+            if scalar:
+                g0, _ = scalar_loss_terms(loss, yv[j], u[0], 0.0)
+                if saga:
+                    new_g = g0
+                    g0 -= mem_val[j, 0]
+                    mem_val[j, 0] = new_g
+                g[0] = g0
+            else:
+                loss_derivative(loss, yv[j], u, g)
+                if saga:
+                    for k in range(K):
+                        new_g = g[k]
+                        g[k] -= mem_val[j, k]
+                        mem_val[j, k] = new_g
+            if val_blocked:
+                for k in range(K):
+                    CG[k, b] = g[k]
+            else:
+                _row_axpy(Xv, datav, indicesv, indptrv, j, g, fit_intercept, d_val)
+        if val_blocked:
+            block_scatter(XT, val_batch, CG, fit_intercept, d_val)
+
+        # Strengths at the current x (sample weights: fixed, set above).
         if not weighted:
-            dx[:] = 0.0
-            for k in range(K):
+            for j in range(n_features):
+                r[j] = np.exp(x[groups[j]])
+                shrink[j] = 1.0 / (1.0 + inner_step * r[j])
+                zv[j] = 0.0
+        # One pass over the coefficients: outer direction of the L2 maps
+        # (exact, at the current Z and V), both proximal steps, the SAGA
+        # means, and the reset of the accumulators.
+        inv_batch, inv_val_batch = 1.0 / batch, 1.0 / val_batch
+        inv_train, inv_val = 1.0 / n_train, 1.0 / n_val
+        for k in range(K):
+            if not weighted:
                 for j in range(n_features):
-                    dx[groups[j]] += r[j] * Z[k, j] * V[k, j]
-
-        # Inner and linear-system steps.
-        for k in range(K):
-            for j in range(n_cols):
-                direction[k, j] = d_grad[k, j] / batch
-                if saga:
-                    direction[k, j] += grad_mean[k, j]
-        _prox_update(Z, direction, r, inner_step, n_features)
-        for k in range(K):
-            for j in range(n_cols):
-                direction[k, j] = d_hvp[k, j] / batch + d_val[k, j] / val_batch
-                if saga:
-                    direction[k, j] += hvp_mean[k, j] + val_mean[k, j]
-        _prox_update(V, direction, r, inner_step, n_features)
-        if saga:
-            for k in range(K):
+                    zv[j] += Z[k, j] * V[k, j]
+            if saga:
                 for j in range(n_cols):
-                    grad_mean[k, j] += d_grad[k, j] / n_train
-                    hvp_mean[k, j] += d_hvp[k, j] / n_train
-                    val_mean[k, j] += d_val[k, j] / n_val
+                    dz = d_grad[k, j] * inv_batch + grad_mean[k, j]
+                    dv = (d_hvp[k, j] * inv_batch + d_val[k, j] * inv_val_batch
+                          + (hvp_mean[k, j] + val_mean[k, j]))
+                    Z[k, j] = (Z[k, j] - inner_step * dz) * shrink[j]
+                    V[k, j] = (V[k, j] - inner_step * dv) * shrink[j]
+                    grad_mean[k, j] += d_grad[k, j] * inv_train
+                    hvp_mean[k, j] += d_hvp[k, j] * inv_train
+                    val_mean[k, j] += d_val[k, j] * inv_val
+                    d_grad[k, j] = 0.0
+                    d_hvp[k, j] = 0.0
+                    d_val[k, j] = 0.0
+            else:
+                for j in range(n_cols):
+                    dz = d_grad[k, j] * inv_batch
+                    dv = d_hvp[k, j] * inv_batch + d_val[k, j] * inv_val_batch
+                    Z[k, j] = (Z[k, j] - inner_step * dz) * shrink[j]
+                    V[k, j] = (V[k, j] - inner_step * dv) * shrink[j]
+                    d_grad[k, j] = 0.0
+                    d_hvp[k, j] = 0.0
+                    d_val[k, j] = 0.0
 
         # Outer step.
         if weighted:
-            for tt in range(offsets[t], offsets[t + 1]):
+            for tt in range(start, stop):
                 i = rows[tt]
-                x[i] = _clip(x[i] - outer_step * dx[i], lower, upper)
+                x[i] = _clip(x[i] - outer_step[i] * dx[i], lower[i], upper[i])
         else:
             for h in range(x.shape[0]):
-                x[h] = _clip(x[h] - outer_step * dx[h], lower, upper)
-    if weighted and saga:
+                dx[h] = 0.0
+            for j in range(n_features):
+                dx[groups[j]] += r[j] * zv[j]
+            for h in range(x.shape[0]):
+                x[h] = _clip(x[h] - outer_step[h] * dx[h], lower[h], upper[h])
+    if lazy:
         for i in range(x.shape[0]):
-            x[i] = _clip(x[i] - outer_step * (n_iter - last[i]) * mem_cross[i] / n_train,
-                         lower, upper)
+            x[i] = _clip(x[i] - outer_step[i] * (n_iter - last[i]) * mem_cross[i] / n_train,
+                         lower[i], upper[i])

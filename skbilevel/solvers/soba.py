@@ -7,6 +7,11 @@ from ._base import StochasticSolver, prox_step
 from ._linear_kernels import single_loop_chunk
 from ._sampling import BatchStream
 
+#: With adaptive steps, the largest move of a coordinate of ``x`` in one
+#: epoch (log-strength or logit units): the stochastic estimate may spike, and
+#: a jump to a bound where the hypergradient vanishes would be a trap.
+MAX_EPOCH_MOVE = 1.0
+
 _NO_MEMORY = (np.zeros((0, 1)), np.zeros((0, 1)), np.zeros((0, 1)), np.zeros(0),
               np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)))
 
@@ -46,6 +51,9 @@ class SOBA(StochasticSolver):
         state.train = BatchStream(problem.n_train, self.batch_size, rng)
         state.val = BatchStream(problem.n_val, self.batch_size, rng)
         state.t = 0
+        # How far an epoch may move each coordinate of x when the outer step
+        # adapts (SABA replaces it by per-coordinate radii); None: no limit.
+        state.radius = MAX_EPOCH_MOVE if self.outer_step_size is None else None
         return state
 
     def _epoch(self, problem, state):
@@ -58,7 +66,8 @@ class SOBA(StochasticSolver):
         n_iter = state.train.batches_per_pass()
         chunk = 1 if self.decreasing else n_iter
         train, val, loss, fit_intercept, kind, groups, l2 = problem.kernel_arguments()
-        lower, upper = (-np.inf, np.inf) if self.bounds is None else self.bounds
+        lower, upper = self._outer_box(state)
+        outer_step = np.broadcast_to(state.outer_step, state.x.shape).astype(float)
         Z, V = problem._matrix(state.z), problem._matrix(state.v)
         n_samples = step_sum = 0.0
         for _ in range(0, n_iter, chunk):
@@ -68,11 +77,20 @@ class SOBA(StochasticSolver):
             single_loop_chunk(
                 train, val, loss, fit_intercept, kind, groups, l2, Z, V, state.x,
                 rows, offsets, val_rows, val_offsets, decay * state.inner_step,
-                decay * state.outer_step, lower, upper, self._saga, memory,
+                decay * outer_step, lower, upper, self._saga, memory,
             )
             n_samples += len(rows)
             step_sum += chunk * decay * state.outer_step
         return n_samples, step_sum
+
+    def _outer_box(self, state):
+        """The box of ``x`` for an epoch: the bounds within the trust radii."""
+        lower, upper = (-np.inf, np.inf) if self.bounds is None else self.bounds
+        lower, upper = np.full(state.x.shape, lower), np.full(state.x.shape, upper)
+        if state.radius is not None:
+            np.maximum(lower, state.x - state.radius, out=lower)
+            np.minimum(upper, state.x + state.radius, out=upper)
+        return lower, upper
 
     def _decay(self, state, n_iter):
         state.t += n_iter
@@ -81,6 +99,7 @@ class SOBA(StochasticSolver):
     def _oracle_epoch(self, problem, state):
         """One epoch through the problem's oracles, for any problem."""
         n_samples = step_sum = 0.0
+        lower, upper = self._outer_box(state)
         for _ in range(state.train.batches_per_pass()):
             decay = self._decay(state, 1)
             rows, val_rows = state.train.next(), state.val.next()
@@ -91,8 +110,7 @@ class SOBA(StochasticSolver):
             l2 = problem.inner_l2(x)
             state.z = prox_step(z, dz, l2, decay * state.inner_step)
             state.v = prox_step(v, dv, l2, decay * state.inner_step)
-            state.x = x - decay * state.outer_step * dx
-            self._project(state.x)
+            state.x = np.clip(x - decay * state.outer_step * dx, lower, upper)
             n_samples += len(rows)
             step_sum += decay * state.outer_step
         return n_samples, step_sum
