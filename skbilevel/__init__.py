@@ -6,4 +6,8 @@ hyperparameters follow the gradient of a validation loss obtained by
 implicit differentiation.
 """
 
+from .estimators import BilevelLogisticRegressionCV, BilevelRidgeCV, HyperCleaner
+
 __version__ = "0.1.0.dev0"
+
+__all__ = ["BilevelLogisticRegressionCV", "BilevelRidgeCV", "HyperCleaner", "__version__"]

@@ -1,0 +1,82 @@
+"""The estimators on the real datasets of the papers (skipped when the data is absent).
+
+IJCNN1: per-feature BilevelLogisticRegressionCV with default parameters
+(a random quarter of the 49,990 rows validates), against LogisticRegressionCV(Cs=10, cv=5, scoring="neg_log_loss") on the same
+49,990 rows, by test log-loss. MNIST hyper-cleaning (p = 0.5): HyperCleaner
+with the 5,000 clean rows passed as ``trusted`` reaches a test accuracy of
+0.90 (LogisticRegression gets 0.81 on the corrupted rows, 0.899 on the
+trusted rows alone).
+"""
+
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.metrics import log_loss
+
+from skbilevel import BilevelLogisticRegressionCV, HyperCleaner
+from skbilevel.datasets import data_available, load_ijcnn1, load_mnist_hypercleaning
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+    pytest.mark.filterwarnings("ignore::FutureWarning"),  # LogisticRegressionCV attributes
+]
+
+
+def _skip_without(name):
+    return pytest.mark.skipif(
+        not data_available(name),
+        reason=f"the {name} files are not in the data folder (set SKBILEVEL_DATA)",
+    )
+
+
+@_skip_without("ijcnn1")
+def test_ijcnn1_per_feature_beats_logistic_regression_cv():
+    """Defaults: the strengths are tuned on a random quarter of the 49,990 rows.
+
+    On the dataset's own split (validation = LIBSVM's ijcnn1.val, the last
+    14,990 rows) the per-feature strengths fit the validation rows much
+    better than one strength does (log-loss 0.121 against 0.180) but do not
+    carry over to the test rows (0.218 against LogisticRegressionCV's
+    0.212): see the report of issue 4.
+    """
+    data = load_ijcnn1()
+    X = sp.vstack([data.X_train, data.X_val]).tocsr()
+    y = np.concatenate([data.y_train, data.y_val])
+    start = time.perf_counter()
+    ours = BilevelLogisticRegressionCV(random_state=0).fit(X, y)
+    ours_time = time.perf_counter() - start
+    start = time.perf_counter()
+    grid = LogisticRegressionCV(Cs=10, cv=5, scoring="neg_log_loss").fit(X, y)
+    grid_time = time.perf_counter() - start
+    ours_loss = log_loss(data.y_test, ours.predict_proba(data.X_test))
+    grid_loss = log_loss(data.y_test, grid.predict_proba(data.X_test))
+    print(f"\nIJCNN1 test log-loss: BilevelLogisticRegressionCV {ours_loss:.5f} "
+          f"({ours.solver_}, {ours_time:.1f} s), LogisticRegressionCV {grid_loss:.5f} "
+          f"({grid_time:.1f} s)")
+    assert ours_loss <= grid_loss
+
+
+@_skip_without("mnist")
+def test_mnist_hypercleaning_accuracy():
+    data = load_mnist_hypercleaning(corruption=0.5, random_state=0)
+    X = np.vstack([data.X_train, data.X_val])
+    y = np.concatenate([data.y_train, data.y_val])
+    trusted = np.r_[np.zeros(len(data.y_train), bool), np.ones(len(data.y_val), bool)]
+    # solver="auto" picks SABA here. The refit on all 25,000 rows is left out
+    # to keep the test within its time budget: it takes about two minutes on
+    # a loaded 2-core machine (L-BFGS over 7,850 coefficients) and raises the
+    # test accuracy to about 0.91.
+    cleaner = HyperCleaner(max_epochs=20, refit=False, random_state=0)
+    start = time.perf_counter()
+    cleaner.fit(X, y, trusted=trusted)
+    elapsed = time.perf_counter() - start
+    accuracy = cleaner.score(data.X_test, data.y_test)
+    weights = cleaner.sample_weight_[: len(data.y_train)]
+    print(f"\nMNIST hyper-cleaning: test accuracy {accuracy:.4f} in {elapsed:.1f} s; mean "
+          f"weight {weights[data.corrupted].mean():.3f} on corrupted rows, "
+          f"{weights[~data.corrupted].mean():.3f} on clean ones")
+    assert weights[data.corrupted].mean() < 0.5 * weights[~data.corrupted].mean()
+    assert accuracy >= 0.90
