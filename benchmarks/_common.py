@@ -19,10 +19,15 @@ Helpers:
 """
 
 import csv
+import importlib.util
+import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,11 +36,34 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 
-try:  # Installed package, or PYTHONPATH set by the caller.
-    import skbilevel  # noqa: F401
-except ImportError:  # Fall back on the in-tree package.
+# The installed package, or the one on PYTHONPATH; else the in-tree package.
+if importlib.util.find_spec("skbilevel") is None:
     sys.path.insert(0, str(REPO_ROOT))
-    import skbilevel  # noqa: F401
+
+
+def run_cold_and_warm(snippet, args=(), timeout=1800):
+    """Run ``snippet`` twice in fresh interpreters sharing a new Numba cache.
+
+    The first run compiles everything (empty cache), the second loads it.
+    The snippet prints a JSON object as its last line; return both objects,
+    ``(cold, warm)``.
+    """
+    cache_dir = tempfile.mkdtemp(prefix="skbilevel-numba-cache-")
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    try:
+        results = []
+        for _ in range(2):
+            proc = subprocess.run(
+                [sys.executable, "-c", snippet, *args], env=env, cwd=cache_dir,
+                capture_output=True, text=True, timeout=timeout,
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"compile-time subprocess failed:\n{proc.stderr}")
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    return tuple(results)
 
 
 class Timing:

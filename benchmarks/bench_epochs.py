@@ -33,12 +33,6 @@ with other jobs, wall time also counts the time spent waiting for a core.
 """
 
 import argparse
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 
 import numpy as np
 
@@ -203,27 +197,8 @@ print(json.dumps(out))
 """
 
 
-def _first_fit_times(cache_dir):
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(_common.REPO_ROOT), env.get("PYTHONPATH")])
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", _COMPILE_SNIPPET], env=env, cwd=cache_dir,
-        capture_output=True, text=True, timeout=900,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"compile-time subprocess failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def run_compile(rows):
-    cache_dir = tempfile.mkdtemp(prefix="skbilevel-numba-cache-")
-    try:
-        cold = _first_fit_times(cache_dir)
-        warm = _first_fit_times(cache_dir)
-    finally:
-        shutil.rmtree(cache_dir, ignore_errors=True)
+    cold, warm = _common.run_cold_and_warm(_COMPILE_SNIPPET, timeout=900)
     table = []
     for run, res in (("cold", cold), ("warm", warm)):
         line = {"run": run, "import s": res["import"]}

@@ -51,12 +51,6 @@ Parts timed alone do not add up exactly (caches, allocations).
 """
 
 import argparse
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 
 import numpy as np
@@ -468,29 +462,9 @@ print(json.dumps(out))
 """
 
 
-def _first_call_times(cache_dir):
-    """Run the snippet in a fresh interpreter with ``NUMBA_CACHE_DIR=cache_dir``."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(_common.REPO_ROOT), env.get("PYTHONPATH")])
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", _COMPILE_SNIPPET], env=env, cwd=cache_dir,
-        capture_output=True, text=True, timeout=900,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"compile-time subprocess failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def run_compile(rows):
     """Cold and warm first-call times, in fresh subprocesses."""
-    cache_dir = tempfile.mkdtemp(prefix="skbilevel-numba-cache-")
-    try:
-        cold = _first_call_times(cache_dir)
-        warm = _first_call_times(cache_dir)
-    finally:
-        shutil.rmtree(cache_dir, ignore_errors=True)
+    cold, warm = _common.run_cold_and_warm(_COMPILE_SNIPPET, timeout=900)
     table = []
     for run, res in (("cold (empty cache)", cold), ("warm (cache hit)", warm)):
         line = {"run": run, "import s": res["import"]}

@@ -67,10 +67,6 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 import warnings
 
@@ -589,20 +585,6 @@ print(json.dumps(out))
 """
 
 
-def _first_fit_times(cache_dir, solvers):
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(_common.REPO_ROOT), env.get("PYTHONPATH")])
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", _COMPILE_SNIPPET, ",".join(solvers)], env=env,
-        cwd=cache_dir, capture_output=True, text=True, timeout=1800,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"compile-time subprocess failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def run_compile(solvers, summary_rows):
     """First and second fit of every solver in a fresh process, cold and warm cache.
 
@@ -610,12 +592,8 @@ def run_compile(solvers, summary_rows):
     solvers after it reuse what is already compiled in the process.
     """
     order = sorted(solvers, key=lambda name: name != "saba")
-    cache_dir = tempfile.mkdtemp(prefix="skbilevel-numba-cache-")
-    try:
-        times = {"cold": _first_fit_times(cache_dir, order),
-                 "warm": _first_fit_times(cache_dir, order)}
-    finally:
-        shutil.rmtree(cache_dir, ignore_errors=True)
+    cold, warm = _common.run_cold_and_warm(_COMPILE_SNIPPET, [",".join(order)])
+    times = {"cold": cold, "warm": warm}
     table = []
     for name in order:
         line = {"solver": name}
