@@ -128,6 +128,16 @@ def test_batch_stream_covers_each_row_once_per_pass():
     assert not np.array_equal(first, second)
 
 
+def test_batch_stream_take_gives_the_batches_of_next():
+    taken, drawn = (BatchStream(10, 4, np.random.default_rng(0)) for _ in range(2))
+    for n_batches in (5, 1, 0, 7):
+        indices, offsets = taken.take(n_batches)
+        batches = [drawn.next() for _ in range(n_batches)]
+        assert len(offsets) == n_batches + 1
+        for t, batch in enumerate(batches):
+            np.testing.assert_array_equal(indices[offsets[t]:offsets[t + 1]], batch)
+
+
 def test_unknown_solver():
     with pytest.raises(ValueError, match="solver must be one of"):
         get_solver("adam")
