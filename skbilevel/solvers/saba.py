@@ -4,20 +4,7 @@ import numpy as np
 
 from ..problems import LinearBilevelProblem
 from ._base import prox_step
-from ._exact import hypergradient
 from .soba import SOBA
-
-#: Trust radius of every coordinate of ``x`` in the first adaptive epoch, and
-#: the largest one: how far (in log-strength or logit units) an epoch may
-#: move a coordinate.
-FIRST_RADIUS, MAX_RADIUS = 2.0, 3.0
-#: Factors of a radius when a coordinate keeps its direction, or reverses it.
-RADIUS_GROWTH, RADIUS_SHRINK = 1.5, 0.5
-#: Factors of a coordinate's cap on its radius (starts at ``MAX_RADIUS``) when
-#: it keeps its direction, or reverses it: the cap damps the cycles that the
-#: lag of ``z`` and ``v`` behind ``x`` would otherwise sustain.
-CAP_GROWTH, CAP_SHRINK = 1.05, 0.7
-
 
 class _SagaTable:
     """SAGA memory of one sum over fixed batches.
@@ -55,12 +42,9 @@ class SABA(SOBA):
     (``003``: memory per batch).
 
     Default outer steps are per coordinate, in a trust region (see
-    :meth:`_adapt_outer_step`): the hypergradient of a strength ``exp(x_k)``
-    scales like ``exp(x_k)`` where the strength is small and like
-    ``exp(-x_k)`` where it is large, so one global step cannot suit every
-    coordinate; the sign tests of that rule rely on the variance reduction,
-    which makes the hypergradient estimate exact at a fixed point (SOBA,
-    whose estimates stay noisy, keeps the global step of the base class).
+    :meth:`StochasticSolver._adapt_coordinate_steps`); its sign tests rely on
+    the variance reduction, which makes the hypergradient estimate exact at
+    a fixed point (SOBA, whose estimates stay noisy, keeps one global step).
 
     Parameters
     ----------
@@ -75,6 +59,7 @@ class SABA(SOBA):
 
     name = "saba"
     _saga = True
+    per_coordinate_steps = True
     warm_up_epochs = 2  # a step far too large for SAGA may decrease the gradient once
 
     def __init__(self, batch_size=64, step_size=None, outer_step_size=None,
@@ -103,51 +88,6 @@ class SABA(SOBA):
             outer_grad_x=_SagaTable(state.val_batches, problem.n_val, n_outer),
         )
         return state
-
-    def _first_outer_step(self, problem, state):
-        """Per-coordinate steps that move each coordinate by ``FIRST_RADIUS`` in an epoch.
-
-        Sized from the full-data hypergradient at the end of the warm-up;
-        a coordinate with a zero estimate gets the step of the largest one.
-        """
-        grad = np.abs(hypergradient(problem, state.z, state.x, state.v))
-        largest = grad.max()
-        if not np.isfinite(largest) or largest == 0.0:
-            grad[:] = 1.0
-        grad[grad == 0.0] = largest
-        state.radius = np.full(problem.n_outer, FIRST_RADIUS)
-        state.cap = np.full(problem.n_outer, MAX_RADIUS)
-        state.last_move = np.zeros(problem.n_outer)
-        return FIRST_RADIUS / (self._outer_updates_per_epoch(problem) * grad)
-
-    def _adapt_outer_step(self, state, previous):
-        """Resize every coordinate's trust radius and step on the signs of its moves.
-
-        An epoch moves each coordinate at most its radius (the box of
-        :meth:`_outer_box`). Epoch-level Rprop: a coordinate that moved in
-        the same direction as in its last move gets a radius
-        ``RADIUS_GROWTH`` times larger (up to its cap), one that reversed
-        ``RADIUS_SHRINK`` times smaller. The cap itself shrinks by
-        ``CAP_SHRINK`` at each reversal and regrows slowly (``CAP_GROWTH``,
-        up to ``MAX_RADIUS``): ``z`` and ``v`` lag behind ``x``, so a
-        coordinate overshoots before its estimate turns, and without the cap
-        the radius would regrow after every reversal and sustain the swing
-        (measured: relative gaps stuck at 3e-2). Then its step is rescaled
-        so that, at this epoch's mean hypergradient, the next epoch moves it
-        by its radius. The steps thus follow the scale of each coordinate's
-        hypergradient, however small it gets near the bounds, and the radii
-        shrink where the moves turn into noise. Coordinates that did not
-        move (held at a bound) keep their step and radius.
-        """
-        move = state.x - previous.x
-        moved = move != 0.0
-        turn = move * state.last_move
-        state.cap = np.minimum(MAX_RADIUS, state.cap * _factor(turn, CAP_GROWTH, CAP_SHRINK))
-        radius = np.minimum(state.cap, state.radius * _factor(turn, RADIUS_GROWTH, RADIUS_SHRINK))
-        scale = np.divide(radius, np.abs(move), out=np.ones_like(radius), where=moved)
-        state.outer_step = state.outer_step * scale
-        state.radius = radius
-        state.last_move = np.where(moved, move, state.last_move)
 
     def _epoch(self, problem, state):
         if isinstance(problem, LinearBilevelProblem):
@@ -179,11 +119,6 @@ class SABA(SOBA):
             n_samples += len(rows)
             step_sum += state.outer_step
         return n_samples, step_sum
-
-
-def _factor(turn, growth, shrink):
-    """``growth`` where ``turn > 0``, ``shrink`` where ``turn < 0``, else 1."""
-    return np.where(turn > 0, growth, np.where(turn < 0, shrink, 1.0))
 
 
 def _partition(n, batch_size, rng):

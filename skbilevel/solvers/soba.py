@@ -83,15 +83,6 @@ class SOBA(StochasticSolver):
             step_sum += chunk * decay * state.outer_step
         return n_samples, step_sum
 
-    def _outer_box(self, state):
-        """The box of ``x`` for an epoch: the bounds within the trust radii."""
-        lower, upper = (-np.inf, np.inf) if self.bounds is None else self.bounds
-        lower, upper = np.full(state.x.shape, lower), np.full(state.x.shape, upper)
-        if state.radius is not None:
-            np.maximum(lower, state.x - state.radius, out=lower)
-            np.minimum(upper, state.x + state.radius, out=upper)
-        return lower, upper
-
     def _decay(self, state, n_iter):
         state.t += n_iter
         return 1.0 / np.sqrt(state.t) if self.decreasing else 1.0
