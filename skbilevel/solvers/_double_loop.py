@@ -72,6 +72,7 @@ class _DoubleLoopSolver(StochasticSolver):
         return 1
 
     def _epoch(self, problem, state):
+        state.box = self._outer_box(state)
         n_train = problem.n_train
         target = (state.n_samples // n_train + 1) * n_train
         n_samples, step_sum = 0, 0.0
@@ -130,8 +131,7 @@ class _DoubleLoopSolver(StochasticSolver):
         if state.size_outer_step:
             state.outer_step = super()._first_outer_step(problem, state)
             state.size_outer_step = False
-        state.x = state.x - state.outer_step * direction
-        self._project(state.x)
+        state.x = np.clip(state.x - state.outer_step * direction, *state.box)
         state.n_updates += 1
         return state.outer_step
 

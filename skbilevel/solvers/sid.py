@@ -6,7 +6,6 @@ import numpy as np
 
 from ._base import prox_step
 from ._double_loop import DIVERGENCE_GROWTH, _check_count, _DoubleLoopSolver, _quarter_marks
-from ._exact import hypergradient
 from ._sampling import BatchStream
 from .amigo import draw_rows, increment_diverged, linear_system_step
 
@@ -312,7 +311,7 @@ class SID(_DoubleLoopSolver):
             n_samples += 2 * len(sample)
             self._adapt_truncation(state, direction, (third, fourth), MAX_STEPS)
         step = self._outer_update(problem, state, direction)
-        if step > 0:
+        if np.any(step > 0):
             state.s += 1
         state.plan = state.w = state.u = state.marks = None
         state.stage, state.count = "inner", 0
@@ -325,11 +324,7 @@ class SID(_DoubleLoopSolver):
         epoch of the outer iteration that makes the first update.
         """
         if state.size_outer_step:
-            grad = hypergradient(problem, state.z, state.x, state.v)
-            largest = np.abs(grad).max()
             updates = self._outer_updates_per_epoch(problem, state.plan)
-            state.outer_step = (
-                1.0 / (updates * largest) if np.isfinite(largest) and largest > 0 else 1.0
-            )
+            state.outer_step = self._size_outer_step(problem, state, updates)
             state.size_outer_step = False
         return super()._outer_update(problem, state, direction)
