@@ -37,7 +37,7 @@ import argparse
 import numpy as np
 
 import _common  # noqa: I001  (also puts the in-tree skbilevel on sys.path)
-from bench_oracles import CLOCKS, numpy_gradient, time_interleaved
+from bench_oracles import numpy_gradient
 from skbilevel.datasets import load_ijcnn1
 from skbilevel.problems import FeatureL2, LinearBilevelProblem
 from skbilevel.solvers import SABA, SOBA
@@ -136,7 +136,7 @@ def run_timings(case, args, rows):
         "soba_solver_epoch": case.soba_solver,
         "saba_solver_epoch": case.saba_solver,
     }
-    t = time_interleaved(funcs, repeat=args.repeat, warmup=2, clock=args.clock)
+    t = _common.time_interleaved(funcs, repeat=args.repeat, warmup=2, clock=args.clock)
     grad = t["numpy_grad"]
     labels = {
         "numpy_grad": "NumPy full gradient",
@@ -228,7 +228,7 @@ def main(argv=None):
                         help="timed runs per figure, median reported (default 15)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-home", default=None)
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+    parser.add_argument("--clock", choices=sorted(_common.CLOCKS), default="cpu",
                         help="cpu: CPU time of the thread (default); wall")
     parser.add_argument("--no-compile", action="store_true",
                         help="skip the compile-time subprocesses")

@@ -51,7 +51,6 @@ Parts timed alone do not add up exactly (caches, allocations).
 """
 
 import argparse
-import time
 
 import numpy as np
 from scipy.special import expit
@@ -112,32 +111,6 @@ def numpy_gradient_hvp(X, y, loss, W, V, r):
         PQ = P * Q
         H = PQ - P * PQ.sum(axis=1, keepdims=True)
     return _average_back(X, G, r, W), _average_back(X, H, r, V)
-
-
-# -- Timing on a shared machine ----------------------------------------------
-
-#: Clocks of :func:`time_interleaved`: wall time, or the CPU time of the
-#: calling thread (every timed function here runs on that thread: Numba
-#: kernels, and NumPy with one BLAS thread), which leaves out the time the
-#: process waits for a core when other jobs share the machine.
-CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
-
-
-def time_interleaved(funcs, repeat=7, warmup=1, clock="cpu"):
-    """:func:`_common.time_interleaved` with a choice of clock (see ``CLOCKS``)."""
-    if clock == "wall":
-        return _common.time_interleaved(funcs, repeat=repeat, warmup=warmup)
-    now = CLOCKS[clock]
-    for func in funcs.values():
-        for _ in range(warmup):
-            func()
-    times = {name: [] for name in funcs}
-    for _ in range(repeat):
-        for name, func in funcs.items():
-            start = now()
-            func()
-            times[name].append(now() - start)
-    return {name: _common.Timing(t) for name, t in times.items()}
 
 
 # -- The problems ------------------------------------------------------------
@@ -357,7 +330,7 @@ def run_case(case, args, rows):
 
     # Timed in turn, round after round, so that the medians can be compared
     # (and subtracted) even when the machine's load changes during the run.
-    t = time_interleaved({
+    t = _common.time_interleaved({
         "epoch_one_call": case.epoch_one_call,
         "epoch": case.epoch_oracles,
         "kernel": case.epoch_kernel,
@@ -506,7 +479,7 @@ def main(argv=None):
     parser.add_argument("--blas-threads", type=int, default=1,
                         help="BLAS threads of the NumPy reference (default 1, "
                              "like the serial kernels; 0: library default)")
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+    parser.add_argument("--clock", choices=sorted(_common.CLOCKS), default="cpu",
                         help="cpu: CPU time of the thread, robust to other jobs "
                              "on the machine (default); wall: elapsed time")
     parser.add_argument("--no-compile", action="store_true",
