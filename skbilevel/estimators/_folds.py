@@ -169,13 +169,6 @@ class FoldAverageProblem(BilevelProblem):
             for f, p in enumerate(self.problems)
         )
 
-    def inner_oracles(self, z, x, v, rows=None):
-        return (
-            self.inner_grad(z, x, rows),
-            self.inner_hvp(z, x, v, rows),
-            self.inner_cross(z, x, v, rows),
-        )
-
     def inner_l2(self, x):
         return np.concatenate([
             self._inner_weight[f] * p.inner_l2(x) for f, p in enumerate(self.problems)

@@ -36,6 +36,7 @@ class SolverState:
         self.x, self.z, self.v = x, z, v
         self.inner_step = self.outer_step = None
         self.radius = None  # how far an epoch may move each coordinate of x
+        self.check_grad_norm = None  # inner gradient norm, set by the warm-up checks
         self.direction = None  # the last epoch's mean hypergradient estimate
         self.__dict__.update(extras)
 
@@ -336,7 +337,6 @@ class _Run:
         self.message = ""
         self.last_grad_norm = np.inf
         self.value = self._value(state)
-        state.check_grad_norm = None  # set by the warm-up checks
         self.good, self.good_value = state.copy(), self.value
 
     def _value(self, state):
