@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from skbilevel import BilevelLogisticRegressionCV, BilevelRidgeCV, HyperCleaner
 from skbilevel.estimators import FoldAverageProblem
-from skbilevel.problems import FeatureL2, LinearBilevelProblem
+from skbilevel.problems import GroupedL2, LinearBilevelProblem, SampleWeights
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -125,29 +125,56 @@ def test_penalties_shapes(cancer, penalty):
 # -- several folds -------------------------------------------------------------
 
 
-def test_fold_average_problem_oracles():
-    """The folds' average against the folds' own problems, full data and minibatches."""
+@pytest.mark.parametrize("loss", ["logistic", "multinomial"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_fold_average_problem_oracles(loss, fit_intercept, sparse):
+    """The folds' average against the folds' own problems, full data and minibatches.
+
+    Folds of unequal sizes, so that each fold's L2 factor ``n_f / N`` and each
+    validation row's weight ``M / (K m_f)`` matter; user sample weights.
+    """
     rng = np.random.default_rng(0)
     X = rng.standard_normal((60, 4))
-    y = np.where(X @ [1.0, -1.0, 0.5, 0.0] + rng.standard_normal(60) > 0, 1.0, -1.0)
-    folds = [(np.arange(0, 40), np.arange(40, 60)), (np.arange(20, 60), np.arange(0, 20)),
-             (np.r_[0:10, 30:60], np.arange(10, 30))]
-    problems = [LinearBilevelProblem(X[a], y[a], X[b], y[b], hyperparams=FeatureL2())
+    X[rng.random(X.shape) < 0.3] = 0.0
+    scores = X @ rng.standard_normal((4, 3)) + rng.standard_normal((60, 3))
+    y = np.where(scores[:, 0] > 0, 1.0, -1.0) if loss == "logistic" else scores.argmax(1)
+    X = sp.csr_matrix(X) if sparse else X
+    weight = rng.uniform(0.5, 2.0, 60)
+    folds = [(np.arange(0, 40), np.arange(40, 60)), (np.arange(15, 60), np.arange(0, 15)),
+             (np.r_[0:10, 35:60], np.arange(10, 35))]
+    problems = [LinearBilevelProblem(X[a], y[a], X[b], y[b], loss=loss,
+                                     hyperparams=GroupedL2([0, 1, 1, 0]),
+                                     fit_intercept=fit_intercept, sample_weight=weight[a])
                 for a, b in folds]
     average = FoldAverageProblem(problems)
-    x, z, v = rng.standard_normal(4), rng.standard_normal(15), rng.standard_normal(15)
+    x = rng.standard_normal(2)
+    z, v = rng.standard_normal(average.n_inner), rng.standard_normal(average.n_inner)
     zs, vs = average.split(z), average.split(v)
+    assert [len(zf) for zf in zs] == [p.n_inner for p in problems]
     np.testing.assert_allclose(
         average.outer_value(z, x), np.mean([p.outer_value(zf, x) for p, zf in zip(problems, zs)])
     )
     weights = np.array([p.n_train for p in problems]) / average.n_train
-    np.testing.assert_allclose(
-        average.inner_grad(z, x),
-        np.concatenate([w * p.inner_grad(zf, x) for w, p, zf in zip(weights, problems, zs)]),
-    )
+    blocks = {
+        "inner_grad": (average.inner_grad(z, x),
+                       [w * p.inner_grad(zf, x) for w, p, zf in zip(weights, problems, zs)]),
+        "inner_hvp": (average.inner_hvp(z, x, v),
+                      [w * p.inner_hvp(zf, x, vf)
+                       for w, p, zf, vf in zip(weights, problems, zs, vs)]),
+        "outer_grad": (average.outer_grad(z, x),
+                       [p.outer_grad(zf, x) / len(problems) for p, zf in zip(problems, zs)]),
+    }
+    for name, (stacked, per_fold) in blocks.items():
+        for got, expected in zip(average.split(stacked), per_fold):
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14, err_msg=name)
     np.testing.assert_allclose(
         average.inner_cross(z, x, v),
         sum(w * p.inner_cross(zf, x, vf) for w, p, zf, vf in zip(weights, problems, zs, vs)),
+    )
+    np.testing.assert_allclose(
+        average.inner_value(z, x),
+        sum(w * p.inner_value(zf, x) for w, p, zf in zip(weights, problems, zs)),
     )
     # minibatch estimates average to the full oracles over a partition of the rows
     for full, batch, n_rows in (
@@ -159,10 +186,24 @@ def test_fold_average_problem_oracles():
         parts = np.array_split(rng.permutation(rows), 5)
         estimate = sum(len(p) * batch(p) for p in parts) / n_rows
         np.testing.assert_allclose(estimate, full, atol=1e-12)
-    np.testing.assert_allclose(
-        average.inner_value(z, x),
-        sum(w * p.inner_value(zf, x) for w, p, zf in zip(weights, problems, zs)),
-    )
+    # threads over the rows give the same full-data derivatives
+    threaded = FoldAverageProblem(problems, n_jobs=2)
+    try:
+        np.testing.assert_allclose(threaded.inner_grad(z, x), average.inner_grad(z, x),
+                                   rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(threaded.inner_hvp(z, x, v), average.inner_hvp(z, x, v),
+                                   rtol=1e-12, atol=1e-14)
+    finally:
+        threaded.close()
+
+
+def test_fold_average_problem_rejects_per_sample_maps():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20, 3)), np.repeat([-1.0, 1.0], 10)
+    problems = [LinearBilevelProblem(X[:10], y[:10], X[10:], y[10:],
+                                     hyperparams=SampleWeights())] * 2
+    with pytest.raises(ValueError, match="only share L2 strengths"):
+        FoldAverageProblem(problems)
 
 
 def test_several_folds_share_strengths(cancer):

@@ -19,6 +19,9 @@ MAPS = {
     "scalar": ScalarL2,
     "feature": FeatureL2,
     "grouped": lambda: GroupedL2(np.array([1, 0, 2, 1, 1])),
+    # fixed factors on the strengths; feature 1 unpenalized
+    "grouped_scaled": lambda: GroupedL2(np.array([1, 0, 2, 1, 1]),
+                                        scale=[1.0, 0.0, 2.5, 0.5, 1.0]),
     "samples": lambda: SampleWeights(l2=0.05),
 }
 INPUTS = ["dense", "csr"]
@@ -49,14 +52,14 @@ def _sample_weight(n, seed=1):
 
 
 def _build(data, loss, hyperparams, fit_intercept, input_kind="dense",
-           sample_weight=None, convert=None):
+           sample_weight=None, convert=None, val_sample_weight=None):
     X_train, y_train, X_val, y_val = data
     if convert is None:
         convert = {"dense": np.ascontiguousarray, "csr": sp.csr_matrix}[input_kind]
     return LinearBilevelProblem(
         convert(X_train), y_train, convert(X_val), y_val, loss=loss,
         hyperparams=MAPS[hyperparams](), fit_intercept=fit_intercept,
-        sample_weight=sample_weight,
+        sample_weight=sample_weight, val_sample_weight=val_sample_weight,
     )
 
 
@@ -126,15 +129,17 @@ def _assert_oracles_close(actual, reference, rtol):
 @grid
 def test_oracles_match_finite_differences(make_data, loss, hyperparams,
                                           fit_intercept, input_kind):
-    # User sample weights on half of the grid (every loss x map has both).
+    # User sample weights (training and validation) on half of the grid
+    # (every loss x map has both).
     use_weights = fit_intercept != (input_kind == "csr")
     sample_weight = _sample_weight(30) if use_weights else None
+    val_sample_weight = _sample_weight(20, seed=3) if use_weights else None
     problem = _build(make_data(loss), loss, hyperparams, fit_intercept,
-                     input_kind, sample_weight)
+                     input_kind, sample_weight, val_sample_weight=val_sample_weight)
     K = 3 if loss == "multinomial" else 1
     assert problem.coef_shape == (K, 5 + fit_intercept)
     assert problem.n_inner == K * (5 + fit_intercept)
-    assert problem.n_outer == {"scalar": 1, "feature": 5, "grouped": 3,
+    assert problem.n_outer == {"scalar": 1, "feature": 5, "grouped": 3, "grouped_scaled": 3,
                                "samples": 30}[hyperparams]
     z, v, x = _point(problem)
 
@@ -166,12 +171,16 @@ def test_oracles_match_finite_differences(make_data, loss, hyperparams,
     np.testing.assert_array_equal(fd, 0.0)
 
     # The intercept is never penalized: for the L2 maps, x does not change
-    # the intercept entries of d1 G, but does change the feature entries.
+    # the intercept entries of d1 G (nor those of features of scale 0), but
+    # does change the other feature entries.
     if fit_intercept and hyperparams != "samples":
         grad_shifted = problem.inner_grad(z, x + 1.0).reshape(problem.coef_shape)
         grad = grad.reshape(problem.coef_shape)
         np.testing.assert_array_equal(grad_shifted[:, -1], grad[:, -1])
-        assert np.all(grad_shifted[:, :-1] != grad[:, :-1])
+        penalized = problem.hyperparams.l2_strengths(x) > 0
+        np.testing.assert_array_equal(grad_shifted[:, :-1][:, ~penalized],
+                                      grad[:, :-1][:, ~penalized])
+        assert np.all(grad_shifted[:, :-1][:, penalized] != grad[:, :-1][:, penalized])
 
 
 # -- minibatches ---------------------------------------------------------------
@@ -181,8 +190,9 @@ def test_oracles_match_finite_differences(make_data, loss, hyperparams,
 def test_single_row_oracles_average_to_full(make_data, loss, hyperparams,
                                             fit_intercept, input_kind):
     sample_weight = _sample_weight(30) if fit_intercept else None
+    val_sample_weight = _sample_weight(20, seed=3) if fit_intercept else None
     problem = _build(make_data(loss), loss, hyperparams, fit_intercept,
-                     input_kind, sample_weight)
+                     input_kind, sample_weight, val_sample_weight=val_sample_weight)
     z, v, x = _point(problem)
     n, m = problem.n_train, problem.n_val
 

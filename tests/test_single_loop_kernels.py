@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from skbilevel.problems import FeatureL2, LinearBilevelProblem, SampleWeights
+from skbilevel.problems import FeatureL2, GroupedL2, LinearBilevelProblem, SampleWeights
 from skbilevel.solvers import SABA, SOBA, solve_inner, solve_linear_system
 from skbilevel.solvers._sampling import BatchStream
 
@@ -20,13 +20,24 @@ def _problem(hyperparams, sparse=False, loss="logistic", seed=0):
     X_train, X_val = (sp.csr_matrix(M) if sparse else M for M in (X[:100], X[100:]))
     return LinearBilevelProblem(X_train, y[:100], X_val, y[100:], loss=loss,
                                 hyperparams=hyperparams,
-                                sample_weight=rng.uniform(0.5, 2.0, 100))
+                                sample_weight=rng.uniform(0.5, 2.0, 100),
+                                val_sample_weight=rng.uniform(0.5, 2.0, 50))
+
+
+# Maps of the kernel tests: per-feature strengths, grouped strengths with
+# fixed factors (feature 2 unpenalized, as the folds' intercepts), per-sample
+# weights.
+MAPS = pytest.mark.parametrize(
+    "hyperparams",
+    [FeatureL2(), GroupedL2([0, 1, 1, 2, 0, 2], scale=[1.0, 0.5, 0.0, 2.0, 1.0, 1.0]),
+     SampleWeights(l2=0.1)],
+    ids=["per_feature", "grouped_scaled", "per_sample"],
+)
 
 
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("loss", ["logistic", "multinomial"])
-@pytest.mark.parametrize("hyperparams", [FeatureL2(), SampleWeights(l2=0.1)],
-                         ids=["per_feature", "per_sample"])
+@MAPS
 @pytest.mark.parametrize("decreasing", [False, True])
 def test_soba_kernel_equals_oracle_loop(hyperparams, loss, sparse, decreasing):
     problem = _problem(hyperparams, sparse, loss)
@@ -55,8 +66,7 @@ def solver_memory_none():
 
 
 @pytest.mark.parametrize("loss", ["logistic", "multinomial"])
-@pytest.mark.parametrize("hyperparams", [FeatureL2(), SampleWeights(l2=0.1)],
-                         ids=["per_feature", "per_sample"])
+@MAPS
 def test_saba_kernel_converges_at_fixed_x(hyperparams, loss):
     """With the outer step at zero, SABA's z and v reach z*(x) and v*(x)."""
     problem = _problem(hyperparams, loss=loss)
@@ -106,8 +116,7 @@ def _saba_direct(problem, x, n_iter, batch_size, inner_step, outer_step, seed):
     return x, z, v
 
 
-@pytest.mark.parametrize("hyperparams", [FeatureL2(), SampleWeights(l2=0.1)],
-                         ids=["per_feature", "per_sample"])
+@MAPS
 def test_saba_kernel_equals_direct_saga(hyperparams):
     """Per-sample memories and the lazy outer updates match a direct SAGA."""
     problem = _problem(hyperparams)

@@ -64,8 +64,8 @@ class BilevelLogisticRegressionCV(LinearClassifierMixin, BaseL2Tuner):
     warm_start : bool, default=False
         Start from the strengths of the previous fit (same shape).
     n_jobs : int or None, default=None
-        Threads over the folds in full-data computations (the reference
-        solver). The kernels release the GIL.
+        With several folds, threads over the folds' rows in full-data
+        derivatives (the reference solver). The kernels release the GIL.
     random_state : int, RandomState instance or None, default=None
         Draws the split and the solver's minibatches.
     verbose : int, default=0
@@ -98,7 +98,7 @@ class BilevelLogisticRegressionCV(LinearClassifierMixin, BaseL2Tuner):
     solver_ : str
         The solver that ran.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined when ``X`` has string column names.
 
     See Also

@@ -50,6 +50,10 @@ class DesignMatrix:
         self.sparse = sp.issparse(X)
         self._matrix = X
 
+    def tocsr(self):
+        """Return the data as a CSR matrix (dense data is converted)."""
+        return self._matrix.tocsr() if self.sparse else sp.csr_matrix(self._matrix)
+
     def squared_row_norms(self):
         """Return ``||d_i||^2`` for every row."""
         X = self._matrix

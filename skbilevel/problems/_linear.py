@@ -21,8 +21,9 @@ class LinearBilevelProblem(BilevelProblem):
 
     with margins ``u_i = z [d_i, 1]`` (the intercept is never penalized),
     fixed user weights ``w_i`` and the hyperparameter map's ``s(x)`` and
-    ``r(x)``. Outer objective: the mean loss ``F(z) = (1/m) sum_j l(y_j, u_j)``
-    on the validation split, which does not depend on ``x``.
+    ``r(x)``. Outer objective: the mean loss ``F(z) = (1/m) sum_j v_j l(y_j, u_j)``
+    on the validation split, with fixed weights ``v_j`` (by default 1), which
+    does not depend on ``x``.
 
     Parameters
     ----------
@@ -39,6 +40,8 @@ class LinearBilevelProblem(BilevelProblem):
         Whether to fit an unpenalized intercept.
     sample_weight : array-like of shape (n_train,), default=None
         Fixed non-negative weights ``w_i`` of the training samples.
+    val_sample_weight : array-like of shape (n_val,), default=None
+        Fixed non-negative weights ``v_j`` of the validation samples.
 
     Attributes
     ----------
@@ -47,7 +50,8 @@ class LinearBilevelProblem(BilevelProblem):
     """
 
     def __init__(self, X_train, y_train, X_val, y_val, loss="logistic",
-                 hyperparams=None, fit_intercept=True, sample_weight=None):
+                 hyperparams=None, fit_intercept=True, sample_weight=None,
+                 val_sample_weight=None):
         self.train = DesignMatrix(X_train, "X_train")
         self.val = DesignMatrix(X_val, "X_val")
         n_features = self.train.shape[1]
@@ -68,7 +72,10 @@ class LinearBilevelProblem(BilevelProblem):
         self.n_train, self.n_val = self.train.shape[0], self.val.shape[0]
         self.hyperparams = hyperparams.bind(n_features, self.n_train)
         self.fit_intercept = bool(fit_intercept)
-        self.sample_weight = self._check_sample_weight(sample_weight)
+        self.sample_weight = _check_weights(sample_weight, self.n_train, "sample_weight")
+        self.val_sample_weight = _check_weights(
+            val_sample_weight, self.n_val, "val_sample_weight"
+        )
         n_outputs = self.loss.n_outputs(self.y_train, self.y_val)
         self.coef_shape = (n_outputs, n_features + self.fit_intercept)
         self.n_inner = n_outputs * self.coef_shape[1]
@@ -89,33 +96,19 @@ class LinearBilevelProblem(BilevelProblem):
             raise ValueError(f"{name} contains NaN or infinity.")
         return self.loss.check_targets(y, name)
 
-    def _check_sample_weight(self, sample_weight):
-        if sample_weight is None:
-            return None
-        w = np.asarray(sample_weight, dtype=np.float64)
-        if w.shape != (self.n_train,):
-            raise ValueError(
-                f"sample_weight must have shape ({self.n_train},); its shape is "
-                f"{w.shape}."
-            )
-        if not np.isfinite(w).all():
-            raise ValueError("sample_weight contains NaN or infinity.")
-        if (w < 0).any():
-            raise ValueError("sample_weight has negative entries.")
-        if not w.any():
-            raise ValueError("sample_weight is zero everywhere.")
-        return w
-
     def kernel_arguments(self):
         """The problem as the arrays and scalars the solvers' Numba kernels take.
 
-        Returns ``(train, val, loss, fit_intercept, kind, groups, l2)`` where
+        Returns ``(train, val, loss, fit_intercept, kind, groups, scale)`` where
         ``train`` and ``val`` are ``(X, data, indices, indptr, y, sample_weight)``.
         """
         weight = np.ones(self.n_train) if self.sample_weight is None else self.sample_weight
+        val_weight = (
+            np.ones(self.n_val) if self.val_sample_weight is None else self.val_sample_weight
+        )
         return (
             (*self.train.arrays, self.y_train, weight),
-            (*self.val.arrays, self.y_val, np.ones(self.n_val)),
+            (*self.val.arrays, self.y_val, val_weight),
             self.loss.code,
             self.fit_intercept,
             *self.hyperparams.kernel_arguments(),
@@ -217,9 +210,15 @@ class LinearBilevelProblem(BilevelProblem):
         norms = self.train.squared_row_norms() + self.fit_intercept
         return self.loss.curvature * norms * self._train_weights(x, self._all_train) * self.n_train
 
+    def _val_weights(self, rows):
+        """``v_j / |rows|``: the weight of each validation row in the averages."""
+        if self.val_sample_weight is None:
+            return np.full(len(rows), 1.0 / len(rows))
+        return self.val_sample_weight[rows] / len(rows)
+
     def outer_value(self, z, x, rows=None):
         rows = self._val_rows(rows)
-        weights = np.full(len(rows), 1.0 / len(rows))
+        weights = self._val_weights(rows)
         return _kernels.batch_loss(
             *self.val.arrays, self.y_val, rows, weights, self.loss.code,
             self._matrix(z), self.fit_intercept,
@@ -227,7 +226,7 @@ class LinearBilevelProblem(BilevelProblem):
 
     def outer_grad(self, z, x, rows=None):
         rows = self._val_rows(rows)
-        weights = np.full(len(rows), 1.0 / len(rows))
+        weights = self._val_weights(rows)
         grad = np.zeros(self.coef_shape)
         _kernels.batch_derivatives(
             *self.val.arrays, self.y_val, rows, weights, self.loss.code,
@@ -238,6 +237,22 @@ class LinearBilevelProblem(BilevelProblem):
 
     def outer_grad_x(self, z, x, rows=None):
         return np.zeros(self.n_outer)
+
+
+def _check_weights(weights, n_rows, name):
+    """Return fixed per-row ``weights`` as float64, checked, or None."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n_rows,):
+        raise ValueError(f"{name} must have shape ({n_rows},); its shape is {w.shape}.")
+    if not np.isfinite(w).all():
+        raise ValueError(f"{name} contains NaN or infinity.")
+    if (w < 0).any():
+        raise ValueError(f"{name} has negative entries.")
+    if not w.any():
+        raise ValueError(f"{name} is zero everywhere.")
+    return w
 
 
 def _check_rows(rows, n_rows):

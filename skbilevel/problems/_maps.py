@@ -59,15 +59,21 @@ class HyperparameterMap:
 class GroupedL2(HyperparameterMap):
     """One L2 strength ``exp(x_g)`` shared by each group ``g`` of features.
 
+    Feature ``k`` of group ``g_k`` has the strength ``scale_k exp(x_{g_k})``.
+
     Parameters
     ----------
     groups : array-like of int of shape (n_features,)
         Group of each feature, in ``0, ..., n_groups - 1``; every group must
         hold at least one feature.
+    scale : array-like of shape (n_features,), default=None
+        Fixed non-negative factor of each feature's strength; 0 leaves a
+        feature unpenalized. None: all ones.
     """
 
-    def __init__(self, groups):
+    def __init__(self, groups, scale=None):
         self.groups = groups
+        self.scale = scale
 
     def _feature_groups(self, n_features):
         groups = np.asarray(self.groups)
@@ -92,13 +98,27 @@ class GroupedL2(HyperparameterMap):
             )
         self.groups_ = groups.astype(np.intp)
         self.n_hyperparams = len(counts)
+        self.scale_ = self._check_scale(n_features)
+
+    def _check_scale(self, n_features):
+        if self.scale is None:
+            return np.ones(n_features)
+        scale = np.asarray(self.scale, dtype=np.float64)
+        if scale.shape != (n_features,):
+            raise ValueError(
+                f"scale must have one entry per feature ({n_features}); "
+                f"its shape is {scale.shape}."
+            )
+        if not np.isfinite(scale).all() or (scale < 0).any():
+            raise ValueError("scale must hold finite non-negative numbers.")
+        return scale
 
     def l2_strengths(self, x):
-        return np.exp(x)[self.groups_]
+        return self.scale_ * np.exp(x)[self.groups_]
 
     def kernel_arguments(self):
-        """``(kind, groups, l2)`` as the solvers' Numba kernels take them."""
-        return 0, self.groups_.astype(np.int64), 0.0
+        """``(kind, groups, scale)`` as the solvers' Numba kernels take them."""
+        return 0, self.groups_.astype(np.int64), self.scale_
 
     def l2_strengths_vjp(self, x, w):
         return np.bincount(
@@ -154,8 +174,8 @@ class SampleWeights(HyperparameterMap):
         return np.full(self.n_features_, float(self.l2))
 
     def kernel_arguments(self):
-        """``(kind, groups, l2)`` as the solvers' Numba kernels take them."""
-        return 1, np.zeros(0, dtype=np.int64), float(self.l2)
+        """``(kind, groups, scale)`` as the solvers' Numba kernels take them."""
+        return 1, np.zeros(0, dtype=np.int64), self.l2_strengths(None)
 
     def l2_strengths_vjp(self, x, w):
         return np.zeros(self.n_hyperparams)

@@ -61,7 +61,7 @@ def _clip(value, lower, upper):
 
 @njit(**FAST_JIT)
 def single_loop_chunk(
-    train, val, loss, fit_intercept, kind, groups, l2,
+    train, val, loss, fit_intercept, kind, groups, scale,
     Z, V, x, rows, offsets, val_rows, val_offsets,
     inner_step, outer_step, lower, upper, saga, memory,
 ):
@@ -74,9 +74,9 @@ def single_loop_chunk(
     loss : int
         Loss code.
     fit_intercept : bool
-    kind, groups, l2 : int, ndarray, float
-        The hyperparameter map: grouped strengths ``exp(x[groups])``, or
-        sample weights ``sigmoid(x_i)`` with the fixed strength ``l2``.
+    kind, groups, scale : int, ndarray, ndarray
+        The hyperparameter map: grouped strengths ``scale * exp(x[groups])``,
+        or sample weights ``sigmoid(x_i)`` with the fixed strengths ``scale``.
     Z, V : ndarray of shape (K, p + fit_intercept)
         Inner and linear-system variables, updated in place.
     x : ndarray of shape (n_outer,)
@@ -96,7 +96,7 @@ def single_loop_chunk(
         (may be empty) when ``saga`` is False.
     """
     X, data, indices, indptr, y, weight = train
-    Xv, datav, indicesv, indptrv, yv, _ = val
+    Xv, datav, indicesv, indptrv, yv, weightv = val
     mem_grad, mem_hvp, mem_val, mem_cross, grad_mean, hvp_mean, val_mean = memory
     K, n_cols = Z.shape
     n_features = n_cols - fit_intercept
@@ -119,8 +119,8 @@ def single_loop_chunk(
     scalar = K == 1 and loss != MULTINOMIAL
     if weighted:
         for j in range(n_features):
-            r[j] = l2
-            shrink[j] = 1.0 / (1.0 + inner_step * l2)
+            r[j] = scale[j]
+            shrink[j] = 1.0 / (1.0 + inner_step * scale[j])
     # Lazy outer updates (sample weights with SAGA): x[i] is current up to
     # iteration last[i]; after that it moves by a constant push per iteration.
     last = np.zeros(x.shape[0], dtype=np.int64)
@@ -237,6 +237,7 @@ def single_loop_chunk(
                 j = val_rows[ahead]
                 prefetch_row(Xv, datav, indicesv, indptrv, j)
                 prefetch(yv, j)
+                prefetch(weightv, j)
                 if saga:
                     prefetch(mem_val, j * K)
             j = val_rows[val_start + b]
@@ -247,6 +248,7 @@ def single_loop_chunk(
                 _row_dot(Xv, datav, indicesv, indptrv, j, Z, fit_intercept, u)
             if scalar:
                 g0, _ = scalar_loss_terms(loss, yv[j], u[0], 0.0)
+                g0 *= weightv[j]
                 if saga:
                     new_g = g0
                     g0 -= mem_val[j, 0]
@@ -254,6 +256,8 @@ def single_loop_chunk(
                 g[0] = g0
             else:
                 loss_derivative(loss, yv[j], u, g)
+                for k in range(K):
+                    g[k] *= weightv[j]
                 if saga:
                     for k in range(K):
                         new_g = g[k]
@@ -270,7 +274,7 @@ def single_loop_chunk(
         # Strengths at the current x (sample weights: fixed, set above).
         if not weighted:
             for j in range(n_features):
-                r[j] = np.exp(x[groups[j]])
+                r[j] = scale[j] * np.exp(x[groups[j]])
                 shrink[j] = 1.0 / (1.0 + inner_step * r[j])
                 zv[j] = 0.0
         # One pass over the coefficients: outer direction of the L2 maps
