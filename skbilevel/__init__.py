@@ -6,8 +6,17 @@ hyperparameters follow the gradient of a validation loss obtained by
 implicit differentiation.
 """
 
+from ._plot import ConvergenceDisplay, SampleWeightsDisplay, StrengthsDisplay
 from .estimators import BilevelLogisticRegressionCV, BilevelRidgeCV, HyperCleaner
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["BilevelLogisticRegressionCV", "BilevelRidgeCV", "HyperCleaner", "__version__"]
+__all__ = [
+    "BilevelLogisticRegressionCV",
+    "BilevelRidgeCV",
+    "ConvergenceDisplay",
+    "HyperCleaner",
+    "SampleWeightsDisplay",
+    "StrengthsDisplay",
+    "__version__",
+]
