@@ -246,6 +246,21 @@ def test_shuffled_full_batch_equals_full_oracles(make_data, loss, hyperparams,
 
 
 @grid
+def test_dense_hessian_equals_hessian_vector_products(make_data, loss, hyperparams,
+                                                       fit_intercept, input_kind):
+    """``inner_hessian`` (one pass, per-row curvatures) against ``n_inner`` HVPs."""
+    sample_weight = _sample_weight(30) if fit_intercept else None
+    problem = _build(make_data(loss), loss, hyperparams, fit_intercept,
+                     input_kind, sample_weight)
+    z, _, x = _point(problem)
+    z = 4.0 * z  # margins far from zero: curvatures far from their bounds
+    columns = np.column_stack([problem.inner_hvp(z, x, e) for e in np.eye(problem.n_inner)])
+    hessian = problem.inner_hessian(z, x)
+    assert hessian.shape == (problem.n_inner, problem.n_inner)
+    assert _rel_err(hessian, columns) < 1e-13
+
+
+@grid
 def test_joint_inner_oracles_equal_separate_ones(make_data, loss, hyperparams,
                                                  fit_intercept, input_kind):
     sample_weight = _sample_weight(30) if fit_intercept else None

@@ -37,6 +37,14 @@ class BilevelProblem:
         """Return ``d11 G(z, x) v``."""
         raise NotImplementedError
 
+    def inner_hessian(self, z, x):
+        """Return ``d11 G(z, x)`` as a dense array, from ``n_inner`` products.
+
+        Only for problems small enough to factorize their Hessian.
+        """
+        identity = np.eye(self.n_inner)
+        return np.column_stack([self.inner_hvp(z, x, e) for e in identity])
+
     def inner_cross(self, z, x, v, rows=None):
         """Return ``d21 G(z, x) v``."""
         raise NotImplementedError

@@ -54,6 +54,25 @@ class DesignMatrix:
         """Return the data as a CSR matrix (dense data is converted)."""
         return self._matrix.tocsr() if self.sparse else sp.csr_matrix(self._matrix)
 
+    def margins(self, Z, fit_intercept):
+        """Return ``[X, 1] Z^T`` of shape (n_samples, K) for coefficients ``Z``."""
+        n_features = self.shape[1]
+        U = np.asarray(self._matrix @ Z[:, :n_features].T)
+        if fit_intercept:
+            U = U + Z[:, n_features]
+        return U
+
+    def weighted_gram(self, c, fit_intercept):
+        """Return ``D^T diag(c) D`` with ``D = [X, 1]`` (or ``X``), as a dense array."""
+        X = self._matrix
+        CX = X.multiply(c[:, None]).tocsr() if self.sparse else X * c[:, None]
+        gram = X.T @ CX
+        gram = gram.toarray() if self.sparse else gram
+        if not fit_intercept:
+            return gram
+        column = np.asarray(CX.sum(axis=0)).ravel()
+        return np.block([[gram, column[:, None]], [column[None, :], np.array([[c.sum()]])]])
+
     def squared_row_norms(self):
         """Return ``||d_i||^2`` for every row."""
         X = self._matrix

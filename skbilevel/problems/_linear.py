@@ -184,6 +184,26 @@ class LinearBilevelProblem(BilevelProblem):
         self._train_terms(z, x, v, rows, _NO_MATRIX, hvp, _NO_VECTOR)
         return hvp.ravel()
 
+    def inner_hessian(self, z, x):
+        """Return ``d11 G(z, x)`` as a dense array, in one pass over the rows.
+
+        Block ``(k, l)`` (classes) is ``D^T diag(c_kl) D`` with ``D = [X, 1]``
+        and ``c_kl`` the rows' weighted loss curvatures.
+        """
+        rows = self._all_train
+        K, n_cols = self.coef_shape
+        U = self.train.margins(self._matrix(z), self.fit_intercept)
+        C = self.loss.curvatures(self.y_train, U) * self._train_weights(x, rows)[:, None, None]
+        hessian = np.empty((K, n_cols, K, n_cols))
+        for k in range(K):
+            for l in range(k, K):
+                block = self.train.weighted_gram(C[:, k, l], self.fit_intercept)
+                hessian[k, :, l, :] = block
+                hessian[l, :, k, :] = block.T
+        hessian = hessian.reshape(self.n_inner, self.n_inner)
+        hessian[np.diag_indices(self.n_inner)] += self.inner_l2(x)
+        return hessian
+
     def inner_cross(self, z, x, v, rows=None):
         rows = self._train_rows(rows)
         data_terms = _NO_VECTOR

@@ -1,6 +1,7 @@
-"""Per-sample losses of linear models: target checks and constants."""
+"""Per-sample losses of linear models: target checks, constants, curvatures."""
 
 import numpy as np
+from scipy.special import expit, softmax
 
 from . import _kernels
 
@@ -27,6 +28,21 @@ class Loss:
         """Return ``y`` as float64, or raise ``ValueError`` naming ``name``."""
         return np.asarray(y, dtype=np.float64)
 
+    def curvatures(self, y, U):
+        """Return the second derivatives in ``u`` of every row's loss.
+
+        Parameters
+        ----------
+        y : ndarray of shape (n,)
+        U : ndarray of shape (n, K)
+            Margins.
+
+        Returns
+        -------
+        ndarray of shape (n, K, K)
+        """
+        raise NotImplementedError
+
 
 class BinaryLogistic(Loss):
     """Binary logistic loss ``log(1 + exp(-y u))`` with labels in ``{-1, +1}``."""
@@ -44,12 +60,18 @@ class BinaryLogistic(Loss):
             )
         return y
 
+    def curvatures(self, y, U):
+        return (expit(U) * expit(-U))[:, :, None]
+
 
 class Squared(Loss):
     """Squared loss ``(u - y)^2 / 2`` for regression."""
 
     code = _kernels.SQUARED
     curvature = 1.0
+
+    def curvatures(self, y, U):
+        return np.ones((U.shape[0], 1, 1))
 
 
 class Multinomial(Loss):
@@ -88,6 +110,10 @@ class Multinomial(Loss):
                 f"{name} holds {np.unique(y[bad])[:5].tolist()}."
             )
         return y
+
+    def curvatures(self, y, U):
+        P = softmax(U, axis=1)
+        return P[:, :, None] * np.eye(P.shape[1]) - P[:, :, None] * P[:, None, :]
 
 
 LOSSES = {"logistic": BinaryLogistic, "squared": Squared, "multinomial": Multinomial}
