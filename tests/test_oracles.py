@@ -246,6 +246,19 @@ def test_shuffled_full_batch_equals_full_oracles(make_data, loss, hyperparams,
 
 
 @grid
+def test_value_and_grad_equals_kernel_oracles(make_data, loss, hyperparams,
+                                              fit_intercept, input_kind):
+    """``inner_value_and_grad`` (NumPy, BLAS) against the kernels' oracles."""
+    sample_weight = _sample_weight(30) if fit_intercept else None
+    problem = _build(make_data(loss), loss, hyperparams, fit_intercept,
+                     input_kind, sample_weight)
+    z, _, x = _point(problem)
+    value, grad = problem.inner_value_and_grad(4.0 * z, x)
+    assert _rel_err(value, problem.inner_value(4.0 * z, x)) < 1e-13
+    assert _rel_err(grad, problem.inner_grad(4.0 * z, x)) < 1e-13
+
+
+@grid
 def test_dense_hessian_equals_hessian_vector_products(make_data, loss, hyperparams,
                                                        fit_intercept, input_kind):
     """``inner_hessian`` (one pass, per-row curvatures) against ``n_inner`` HVPs."""

@@ -29,10 +29,12 @@ AUTO_REFERENCE_MAX_SIZE = 300_000
 
 #: The final refit: Newton steps on small models to an inner gradient norm of
 #: ``REFIT_TOL``; L-BFGS on large ones, to a largest gradient entry of
-#: ``REFIT_LBFGS_TOL`` (each iteration is a full pass: on MNIST hyper-cleaning,
-#: 25,000 x 7,850, a tighter 1e-6 doubles the time for the same test accuracy).
+#: ``REFIT_LBFGS_TOL``, the default ``tol`` of scikit-learn's
+#: ``LogisticRegression`` on the same mean-scaled objective. Each iteration is
+#: a full pass: on MNIST hyper-cleaning (25,000 x 7,850), test accuracy is
+#: flat from about 20 iterations on (0.911-0.912), while 1e-5 takes 123.
 REFIT_TOL, REFIT_MAX_ITER = 1e-8, 200
-REFIT_LBFGS_TOL, REFIT_MAX_LBFGS_ITER = 1e-5, 1000
+REFIT_LBFGS_TOL, REFIT_MAX_LBFGS_ITER = 1e-4, 1000
 
 _SEED_MAX = np.iinfo(np.int32).max
 
@@ -317,8 +319,7 @@ class BaseBilevelEstimator(BaseEstimator):
                 z, n_iter, converged = solve_inner(full, x, z0, REFIT_TOL, REFIT_MAX_ITER)
             else:
                 result = minimize(
-                    lambda z: (full.inner_value(z, x), full.inner_grad(z, x)), z0,
-                    jac=True, method="L-BFGS-B",
+                    full.inner_value_and_grad, z0, args=(x,), jac=True, method="L-BFGS-B",
                     options=dict(maxiter=REFIT_MAX_LBFGS_ITER, gtol=REFIT_LBFGS_TOL, ftol=1e-15),
                 )
                 z, n_iter = result.x, result.nit

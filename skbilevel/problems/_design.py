@@ -62,6 +62,13 @@ class DesignMatrix:
             U = U + Z[:, n_features]
         return U
 
+    def transpose_dot(self, C, fit_intercept):
+        """Return ``C^T [X, 1]`` (or ``C^T X``) of shape (K, n_features + fit_intercept)."""
+        product = np.asarray((self._matrix.T @ C).T)
+        if fit_intercept:
+            product = np.hstack([product, C.sum(axis=0)[:, None]])
+        return product
+
     def weighted_gram(self, c, fit_intercept):
         """Return ``D^T diag(c) D`` with ``D = [X, 1]`` (or ``X``), as a dense array."""
         X = self._matrix

@@ -184,6 +184,24 @@ class LinearBilevelProblem(BilevelProblem):
         self._train_terms(z, x, v, rows, _NO_MATRIX, hvp, _NO_VECTOR)
         return hvp.ravel()
 
+    def inner_value_and_grad(self, z, x):
+        """Return ``G(z, x)`` and ``d1 G(z, x)`` on the full data.
+
+        Dense matrix products (BLAS) instead of the per-row kernels: on large
+        dense data this is several times faster than :meth:`inner_value`
+        and :meth:`inner_grad`, and it is what a full-batch solver such as
+        L-BFGS calls.
+        """
+        Z = self._matrix(z)
+        U = self.train.margins(Z, self.fit_intercept)
+        values, derivatives = self.loss.values_and_derivatives(self.y_train, U)
+        weights = self._train_weights(x, self._all_train)
+        penalized = self._penalized(Z)
+        strengths = self.hyperparams.l2_strengths(x)
+        value = weights @ values + 0.5 * strengths @ (penalized ** 2).sum(0)
+        grad = self.train.transpose_dot(weights[:, None] * derivatives, self.fit_intercept)
+        return value, (grad + self._penalty_grad(x, Z)).ravel()
+
     def inner_hessian(self, z, x):
         """Return ``d11 G(z, x)`` as a dense array, in one pass over the rows.
 

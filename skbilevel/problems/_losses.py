@@ -1,7 +1,7 @@
 """Per-sample losses of linear models: target checks, constants, curvatures."""
 
 import numpy as np
-from scipy.special import expit, softmax
+from scipy.special import expit, log_softmax, softmax
 
 from . import _kernels
 
@@ -27,6 +27,22 @@ class Loss:
     def check_targets(self, y, name):
         """Return ``y`` as float64, or raise ``ValueError`` naming ``name``."""
         return np.asarray(y, dtype=np.float64)
+
+    def values_and_derivatives(self, y, U):
+        """Return every row's loss and its derivative in ``u`` (NumPy, full data).
+
+        Parameters
+        ----------
+        y : ndarray of shape (n,)
+        U : ndarray of shape (n, K)
+            Margins.
+
+        Returns
+        -------
+        values : ndarray of shape (n,)
+        derivatives : ndarray of shape (n, K)
+        """
+        raise NotImplementedError
 
     def curvatures(self, y, U):
         """Return the second derivatives in ``u`` of every row's loss.
@@ -60,6 +76,10 @@ class BinaryLogistic(Loss):
             )
         return y
 
+    def values_and_derivatives(self, y, U):
+        margins = y * U[:, 0]
+        return np.logaddexp(0.0, -margins), (-y * expit(-margins))[:, None]
+
     def curvatures(self, y, U):
         return (expit(U) * expit(-U))[:, :, None]
 
@@ -69,6 +89,10 @@ class Squared(Loss):
 
     code = _kernels.SQUARED
     curvature = 1.0
+
+    def values_and_derivatives(self, y, U):
+        residuals = U[:, 0] - y
+        return 0.5 * residuals ** 2, residuals[:, None]
 
     def curvatures(self, y, U):
         return np.ones((U.shape[0], 1, 1))
@@ -110,6 +134,13 @@ class Multinomial(Loss):
                 f"{name} holds {np.unique(y[bad])[:5].tolist()}."
             )
         return y
+
+    def values_and_derivatives(self, y, U):
+        labels = y.astype(np.intp)
+        log_p = log_softmax(U, axis=1)
+        derivatives = np.exp(log_p)
+        derivatives[np.arange(len(labels)), labels] -= 1.0
+        return -log_p[np.arange(len(labels)), labels], derivatives
 
     def curvatures(self, y, U):
         P = softmax(U, axis=1)
