@@ -3,6 +3,8 @@
 import numpy as np
 import scipy.sparse as sp
 
+from ._kernels import csr_weighted_gram
+
 _EMPTY_DENSE = np.empty((0, 0))
 _EMPTY_FLOAT = np.empty(0)
 _EMPTY_INDEX = np.empty(0, dtype=np.int64)
@@ -71,13 +73,16 @@ class DesignMatrix:
 
     def weighted_gram(self, c, fit_intercept):
         """Return ``D^T diag(c) D`` with ``D = [X, 1]`` (or ``X``), as a dense array."""
+        if self.sparse:
+            _, data, indices, indptr = self.arrays
+            return csr_weighted_gram(data, indices, indptr, np.ascontiguousarray(c, float),
+                                     self.shape[1], fit_intercept)
         X = self._matrix
-        CX = X.multiply(c[:, None]).tocsr() if self.sparse else X * c[:, None]
+        CX = X * c[:, None]
         gram = X.T @ CX
-        gram = gram.toarray() if self.sparse else gram
         if not fit_intercept:
             return gram
-        column = np.asarray(CX.sum(axis=0)).ravel()
+        column = CX.sum(axis=0)
         return np.block([[gram, column[:, None]], [column[None, :], np.array([[c.sum()]])]])
 
     def squared_row_norms(self):

@@ -528,3 +528,26 @@ def epoch_oracles(X, data, indices, indptr, y, rows, offsets, weights, loss, W, 
         if blocked:
             block_scatter(XT, batch, CG, fit_intercept, grad_out[s])
             block_scatter(XT, batch, CH, fit_intercept, hvp_out[s])
+
+
+@njit(**FAST_JIT)
+def csr_weighted_gram(data, indices, indptr, c, n_features, fit_intercept):
+    """Return ``D^T diag(c) D`` for the CSR matrix ``X`` and ``D = [X, 1]`` (or ``X``).
+
+    One pass over the rows, ``sum_i nnz_i^2`` multiply-adds: a dense result
+    without the sparse matrix product and its intermediate matrices.
+    """
+    n_cols = n_features + fit_intercept
+    gram = np.zeros((n_cols, n_cols))
+    for i in range(indptr.shape[0] - 1):
+        ci = c[i]
+        for a in range(indptr[i], indptr[i + 1]):
+            ja, scaled = indices[a], ci * data[a]
+            for b in range(indptr[i], indptr[i + 1]):
+                gram[ja, indices[b]] += scaled * data[b]
+            if fit_intercept:
+                gram[ja, n_features] += scaled
+                gram[n_features, ja] += scaled
+        if fit_intercept:
+            gram[n_features, n_features] += ci
+    return gram
