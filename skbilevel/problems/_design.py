@@ -7,7 +7,11 @@ from ._kernels import csr_weighted_gram
 
 _EMPTY_DENSE = np.empty((0, 0))
 _EMPTY_FLOAT = np.empty(0)
-_EMPTY_INDEX = np.empty(0, dtype=np.int64)
+#: CSR index arrays as the kernels take them: scipy's own int32, so that CSR
+#: input is not copied (and dense data passes empty arrays of the same type,
+#: so one compiled kernel serves both); int64 only from 2**31 non-zeros on.
+_INDEX = np.int32
+_EMPTY_INDEX = np.empty(0, dtype=_INDEX)
 
 
 class DesignMatrix:
@@ -40,8 +44,7 @@ class DesignMatrix:
             self.arrays = (
                 _EMPTY_DENSE,
                 X.data,
-                X.indices.astype(np.int64),
-                X.indptr.astype(np.int64),
+                *_index_arrays(X),
             )
         else:
             X = _check_dense(X, name)
@@ -91,6 +94,12 @@ class DesignMatrix:
         if self.sparse:
             return np.asarray(X.multiply(X).sum(axis=1)).ravel()
         return np.einsum("ij,ij->i", X, X)
+
+
+def _index_arrays(X):
+    """``X.indices`` and ``X.indptr`` as ``_INDEX`` (copied only if their type differs)."""
+    dtype = _INDEX if X.nnz < np.iinfo(_INDEX).max else np.int64
+    return X.indices.astype(dtype, copy=False), X.indptr.astype(dtype, copy=False)
 
 
 def _check_sparse(X, name):
