@@ -27,16 +27,19 @@ setup(
         "scikit-learn>=1.6",
         "numba>=0.59",
         "joblib>=1.3",
+        "threadpoolctl>=3.1",
     ],
     extras_require={
-        "test": ["pytest>=7", "pandas>=1.5"],
+        "test": ["pytest>=7", "pandas>=1.5", "matplotlib>=3.6"],
         "doc": [
             "sphinx>=7",
             "numpydoc>=1.6",
             "sphinx-gallery>=0.15",
             "matplotlib>=3.6",
             "pydata-sphinx-theme",
+            "dask[distributed]",
         ],
+        "dask": ["dask[distributed]"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -45,7 +45,7 @@ warm_start, n_jobs, random_state, verbose, refit
         ``grad_norm``.
     solver_ : str
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
 
     See Also
     --------
