@@ -16,7 +16,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ..problems import FeatureL2, LinearBilevelProblem
 from ..solvers import SOLVERS, get_solver, solve_inner, solve_reference
-from ..solvers._exact import DENSE_HESSIAN_MAX
+from ..solvers._exact import DENSE_HESSIAN_MAX, single_blas_thread
 from ._folds import FoldAverageProblem
 
 #: ``solver="auto"`` runs the deterministic reference when one pass over the
@@ -314,7 +314,7 @@ class BaseBilevelEstimator(BaseEstimator):
             fit_intercept=self.fit_intercept, sample_weight=weights,
         )
         x = np.log(strengths)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), single_blas_thread():
             if full.n_inner <= DENSE_HESSIAN_MAX:
                 z, n_iter, converged = solve_inner(full, x, z0, REFIT_TOL, REFIT_MAX_ITER)
             else:

@@ -7,8 +7,12 @@ from scipy.linalg import eigh
 from threadpoolctl import ThreadpoolController
 
 #: Largest inner dimension for which the Hessian is formed and factorized.
-#: Above it, Newton directions and the linear system are solved by CG.
-DENSE_HESSIAN_MAX = 400
+#: Above it, Newton directions and the linear system are solved by CG. The
+#: eigendecomposition costs 0.02 s at 400, 0.06 s at 650 and 0.2 s at 1,000
+#: (one thread, measured here), less than the hundreds of Python-driven
+#: Hessian-vector products of CG on an ill-conditioned problem (digits, 64
+#: strengths x 10 classes: 7.9 s of CG for 5 outer iterations).
+DENSE_HESSIAN_MAX = 1000
 
 
 def conjugate_gradient(matvec, b, x0, tol, max_iter):
@@ -55,6 +59,18 @@ def _thread_pools():
     return ThreadpoolController()
 
 
+def single_blas_thread():
+    """Context manager: BLAS on one thread.
+
+    The dense algebra of the full-batch solvers is small (matrices of at
+    most ``DENSE_HESSIAN_MAX`` rows, products with a few columns), and BLAS
+    threads then cost more than they give, far more on a busy machine:
+    ``eigh`` of 201 x 201 took 105 ms with two threads and 12 ms with one
+    on a loaded 2-core machine, a 1,000 x 64 by 64 x 10 product 12 ms.
+    """
+    return _thread_pools().limit(limits=1, user_api="blas")
+
+
 def hessian_solver(problem, z, x):
     """Return ``b -> d11 G(z, x)^+ b``, or None for large problems.
 
@@ -67,10 +83,7 @@ def hessian_solver(problem, z, x):
     """
     if problem.n_inner > DENSE_HESSIAN_MAX:
         return None
-    # One BLAS thread: on matrices this small, threads cost more than they
-    # give (eigh of 201 x 201 on a busy 2-core machine: 105 ms with two
-    # threads, 12 ms with one).
-    with _thread_pools().limit(limits=1, user_api="blas"):
+    with single_blas_thread():
         hessian = problem.inner_hessian(z, x)
         eigvals, eigvecs = eigh(0.5 * (hessian + hessian.T), driver="evd")
     kept = eigvals > problem.n_inner * np.finfo(float).eps * eigvals[-1]
