@@ -142,6 +142,15 @@ def test_saba_on_small_nearly_separable_data(exact_h):
     assert exact_h(problem, result.x) - h_star <= 1e-2 * (h0 - h_star)
 
 
+@pytest.mark.parametrize("name", SOLVERS)
+def test_integer_bounds(name, logistic):
+    """Bounds given as integers (a user's ``(-5, 5)``) keep ``x`` in the box."""
+    problem = logistic[0]
+    result = get_solver(name, bounds=(-5, 5)).solve(problem, max_epochs=3, random_state=0)
+    assert np.isfinite(result.x).all()
+    assert result.x.min() >= -5 and result.x.max() <= 5
+
+
 def test_batch_stream_covers_each_row_once_per_pass():
     stream = BatchStream(10, 4, np.random.default_rng(0))
     indices, offsets = stream.take(6)

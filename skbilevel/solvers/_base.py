@@ -232,7 +232,7 @@ class StochasticSolver:
     def _outer_box(self, state):
         """The box of ``x`` for an epoch: the bounds within the trust radii."""
         lower, upper = (-np.inf, np.inf) if self.bounds is None else self.bounds
-        lower, upper = np.full(state.x.shape, lower), np.full(state.x.shape, upper)
+        lower, upper = np.full(state.x.shape, lower, float), np.full(state.x.shape, upper, float)
         if state.radius is not None:
             np.maximum(lower, state.x - state.radius, out=lower)
             np.minimum(upper, state.x + state.radius, out=upper)
