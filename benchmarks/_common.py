@@ -15,7 +15,9 @@ Helpers:
 - :func:`print_table` and :func:`save_results`: show rows of figures and write
   them as CSV to ``benchmarks/results/<name>.csv``;
 - :func:`environment` and :func:`blas_threads`: what the timings were taken
-  on; :func:`limit_blas_threads` sets the number of BLAS threads in a block.
+  on; :func:`limit_blas_threads` sets the number of BLAS threads in a block;
+- :func:`pyplot` and :func:`save_figure`: matplotlib without a display, and a
+  figure written to ``benchmarks/results/<name>.png``.
 """
 
 import csv
@@ -41,6 +43,15 @@ if importlib.util.find_spec("skbilevel") is None:
     sys.path.insert(0, str(REPO_ROOT))
 
 
+def child_pythonpath():
+    """``PYTHONPATH`` for a child interpreter: the caller's first, then the checkout.
+
+    A ``skbilevel`` put on ``PYTHONPATH`` (say, an export of a commit by
+    ``run_all.py --snapshot``) thus wins over the in-tree package.
+    """
+    return os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO_ROOT)]))
+
+
 def run_cold_and_warm(snippet, args=(), timeout=1800):
     """Run ``snippet`` twice in fresh interpreters sharing a new Numba cache.
 
@@ -50,7 +61,7 @@ def run_cold_and_warm(snippet, args=(), timeout=1800):
     """
     cache_dir = tempfile.mkdtemp(prefix="skbilevel-numba-cache-")
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = child_pythonpath()
     try:
         results = []
         for _ in range(2):
@@ -300,4 +311,25 @@ def save_results(rows, name, columns=None):
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)
+    return path
+
+
+def pyplot():
+    """Return ``matplotlib.pyplot`` on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, name, dpi=110):
+    """Write ``fig`` to ``benchmarks/results/<name>.png``, close it, return the path."""
+    import matplotlib.pyplot as plt
+
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.png"
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
     return path
