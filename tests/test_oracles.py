@@ -507,3 +507,12 @@ def test_oracles_match_numpy_reference(make_data, loss, fit_intercept):
     assert _rel_err(problem.inner_hvp(z, x, v), hvp) < 1e-12
     assert _rel_err(problem.outer_value(z, x), outer_value) < 1e-12
     assert _rel_err(problem.outer_grad(z, x), outer_grad) < 1e-12
+
+
+@pytest.mark.parametrize("input_kind", INPUTS)
+def test_squared_row_norms(make_data, input_kind):
+    from skbilevel.problems._design import DesignMatrix
+
+    X = make_data("logistic")[0]
+    design = DesignMatrix({"dense": np.asarray, "csr": sp.csr_matrix}[input_kind](X))
+    np.testing.assert_allclose(design.squared_row_norms(), (X ** 2).sum(1), rtol=1e-14)

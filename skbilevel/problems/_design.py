@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-from ._kernels import csr_weighted_gram
+from ._kernels import csr_squared_row_norms, csr_weighted_gram
 
 _EMPTY_DENSE = np.empty((0, 0))
 _EMPTY_FLOAT = np.empty(0)
@@ -90,10 +90,10 @@ class DesignMatrix:
 
     def squared_row_norms(self):
         """Return ``||d_i||^2`` for every row."""
-        X = self._matrix
         if self.sparse:
-            return np.asarray(X.multiply(X).sum(axis=1)).ravel()
-        return np.einsum("ij,ij->i", X, X)
+            _, data, _, indptr = self.arrays
+            return csr_squared_row_norms(data, indptr)
+        return np.einsum("ij,ij->i", self._matrix, self._matrix)
 
 
 def _index_arrays(X):

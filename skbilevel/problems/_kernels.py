@@ -551,3 +551,15 @@ def csr_weighted_gram(data, indices, indptr, c, n_features, fit_intercept):
         if fit_intercept:
             gram[n_features, n_features] += ci
     return gram
+
+
+@njit(**FAST_JIT)
+def csr_squared_row_norms(data, indptr):
+    """Return ``||x_i||^2`` of every row of a CSR matrix, without a copy of it."""
+    norms = np.zeros(indptr.shape[0] - 1)
+    for i in range(norms.shape[0]):
+        total = 0.0
+        for a in range(indptr[i], indptr[i + 1]):
+            total += data[a] * data[a]
+        norms[i] = total
+    return norms
