@@ -196,7 +196,8 @@ class BaseBilevelEstimator(BaseEstimator):
         split_seed, solver_seed = rng.randint(_SEED_MAX, size=2)
         splits = self._splits(X, y, int(split_seed), **split_params)
         self._check_splits(y, splits)
-        problem, problems = self._problems(X, y, sample_weight, splits)
+        problem = self._problem(X, y, sample_weight, splits)
+        several = len(splits) > 1
         if self.verbose >= 2:
             print(
                 f"[{type(self).__name__}] {len(splits)} split(s): {problem.n_train} "
@@ -206,9 +207,9 @@ class BaseBilevelEstimator(BaseEstimator):
         try:
             result = self._run_solver(problem, int(solver_seed))
         finally:
-            if len(problems) > 1:
+            if several:
                 problem.close()
-        blocks = problem.split(result.z) if len(problems) > 1 else [result.z]
+        blocks = problem.split(result.z) if several else [result.z]
         self.x_ = result.x.copy()
         self.n_iter_ = int(result.n_iter)
         self.best_score_ = float(self._score_from_objective(
@@ -218,14 +219,19 @@ class BaseBilevelEstimator(BaseEstimator):
         if self.refit:
             weights, strengths = self._refit_setup(result.x, splits, n_samples, sample_weight)
             z = self._refit_inner(X, y, weights, strengths, np.mean(blocks, axis=0),
-                                  problems[0])
+                                  problem.loss)
         else:
             z = np.mean(blocks, axis=0)
-        self._set_coef(z, problems[0])
+        self._set_coef(z, problem)
         self._set_hyperparameters(result.x, splits, n_samples, sample_weight)
         return self
 
-    def _problems(self, X, y, sample_weight, splits):
+    def _problem(self, X, y, sample_weight, splits):
+        """The tuning problem: one split's, or the folds' stacked together.
+
+        The folds' own problems are dropped once stacked: the stacked
+        problem holds its copy of their rows.
+        """
         loss = self._loss()
         problems = [
             LinearBilevelProblem(
@@ -237,8 +243,8 @@ class BaseBilevelEstimator(BaseEstimator):
             for train, val in splits
         ]
         if len(problems) == 1:
-            return problems[0], problems
-        return FoldAverageProblem(problems, n_jobs=getattr(self, "n_jobs", None)), problems
+            return problems[0]
+        return FoldAverageProblem(problems, n_jobs=getattr(self, "n_jobs", None))
 
     def _resolve_solver(self, problem):
         if self.solver != "auto":
@@ -301,7 +307,7 @@ class BaseBilevelEstimator(BaseEstimator):
             "grad_norm": np.asarray(history["grad_norm"], dtype=float),
         }
 
-    def _refit_inner(self, X, y, weights, strengths, z0, tuned):
+    def _refit_inner(self, X, y, weights, strengths, z0, loss):
         """Fit the model on all rows with per-feature ``strengths``, from ``z0``.
 
         Newton's method (:func:`~skbilevel.solvers.solve_inner`) for models
@@ -310,7 +316,7 @@ class BaseBilevelEstimator(BaseEstimator):
         truncated Newton method costs many passes per step.
         """
         full = LinearBilevelProblem(
-            X, y, X[:1], y[:1], loss=tuned.loss, hyperparams=FeatureL2(),
+            X, y, X[:1], y[:1], loss=loss, hyperparams=FeatureL2(),
             fit_intercept=self.fit_intercept, sample_weight=weights,
         )
         x = np.log(strengths)
@@ -338,7 +344,8 @@ class BaseBilevelEstimator(BaseEstimator):
         return z
 
     def _set_coef(self, z, problem):
-        coef = np.asarray(z, dtype=float).reshape(problem.coef_shape)
+        """Set ``coef_`` and ``intercept_`` from one model ``z`` of the tuning ``problem``."""
+        coef = np.asarray(z, dtype=float).reshape(problem.coef_shape[0], -1)
         if self.fit_intercept:
             self.coef_, self.intercept_ = coef[:, :-1].copy(), coef[:, -1].copy()
         else:

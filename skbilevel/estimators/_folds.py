@@ -56,7 +56,7 @@ class FoldAverageProblem(LinearBilevelProblem):
                 "the folds must share their loss, hyperparameter dimension, number "
                 "of features and intercept setting."
             )
-        self.problems = list(problems)
+        self.n_folds = len(problems)
         self.n_jobs = n_jobs
         self._pool = None
         train = np.array([p.n_train for p in problems])
@@ -92,7 +92,7 @@ class FoldAverageProblem(LinearBilevelProblem):
         matrix = self._matrix(vector)
         return [
             matrix[:, f * self._width:(f + 1) * self._width].ravel()
-            for f in range(len(self.problems))
+            for f in range(self.n_folds)
         ]
 
     def close(self):
@@ -108,7 +108,7 @@ class FoldAverageProblem(LinearBilevelProblem):
         weighted by their shares of the rows, make the mean over all rows.
         (``cross`` stays empty: L2 maps have no per-row cross term.)
         """
-        n_threads = min(effective_n_jobs(self.n_jobs), len(self.problems))
+        n_threads = min(effective_n_jobs(self.n_jobs), self.n_folds)
         if n_threads <= 1 or len(rows) < self.n_train:
             super()._train_terms(z, x, v, rows, grad, hvp, cross)
             return
