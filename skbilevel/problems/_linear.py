@@ -144,6 +144,10 @@ class LinearBilevelProblem(BilevelProblem):
             self.fit_intercept, grad, hvp, cross,
         )
 
+    def _penalty_value(self, x, coef):
+        """``(1/2) sum_k r_k(x) ||coef_k||^2`` over the features."""
+        return 0.5 * self.hyperparams.l2_strengths(x) @ (self._penalized(coef) ** 2).sum(0)
+
     def _penalty_grad(self, x, coef):
         """``r(x) * coef`` on the features, zero on the intercept."""
         out = np.zeros(self.coef_shape)
@@ -169,8 +173,7 @@ class LinearBilevelProblem(BilevelProblem):
             *self.train.arrays, self.y_train, rows, self._train_weights(x, rows),
             self.loss.code, self._matrix(z), self.fit_intercept,
         )
-        sq_norms = (self._penalized(self._matrix(z)) ** 2).sum(0)
-        return data + 0.5 * self.hyperparams.l2_strengths(x) @ sq_norms
+        return data + self._penalty_value(x, self._matrix(z))
 
     def inner_grad(self, z, x, rows=None):
         rows = self._train_rows(rows)
@@ -196,9 +199,7 @@ class LinearBilevelProblem(BilevelProblem):
         U = self.train.margins(Z, self.fit_intercept)
         values, derivatives = self.loss.values_and_derivatives(self.y_train, U)
         weights = self._train_weights(x, self._all_train)
-        penalized = self._penalized(Z)
-        strengths = self.hyperparams.l2_strengths(x)
-        value = weights @ values + 0.5 * strengths @ (penalized ** 2).sum(0)
+        value = weights @ values + self._penalty_value(x, Z)
         grad = self.train.transpose_dot(weights[:, None] * derivatives, self.fit_intercept)
         return value, (grad + self._penalty_grad(x, Z)).ravel()
 
