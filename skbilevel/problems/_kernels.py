@@ -246,13 +246,23 @@ def block_scatter(XT, n_rows, C, fit_intercept, G):
 
 
 @njit(**_HELPER_JIT)
+def _largest(u):
+    """``u.max()`` of a non-empty vector (a loop: NumPy's ``max`` takes Numba
+    most of a second to compile on a first call)."""
+    largest = u[0]
+    for k in range(1, u.shape[0]):
+        largest = max(largest, u[k])
+    return largest
+
+
+@njit(**_HELPER_JIT)
 def loss_value(loss, y, u):
     """Loss of one sample with target ``y`` and margins ``u``."""
     if loss == LOGISTIC:
         return log1pexp(-y * u[0])
     if loss == SQUARED:
         return 0.5 * (u[0] - y) ** 2
-    u_max = u.max()
+    u_max = _largest(u)
     total = 0.0
     for k in range(u.shape[0]):
         total += np.exp(u[k] - u_max)
@@ -267,7 +277,7 @@ def loss_derivative(loss, y, u, g):
     elif loss == SQUARED:
         g[0] = u[0] - y
     else:
-        u_max = u.max()
+        u_max = _largest(u)
         total = 0.0
         for k in range(u.shape[0]):
             g[k] = np.exp(u[k] - u_max)
