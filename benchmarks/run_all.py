@@ -54,6 +54,7 @@ SCRIPTS = {
     "bench_solvers": ([], ["--quick"]),
     "bench_vs_sklearn": ([], ["--quick"]),
     "bench_scaling": ([], ["--quick"]),
+    "bench_ijcnn1_split": ([], []),
 }
 
 #: What each script measures, for the report.
@@ -68,6 +69,9 @@ ABOUT = {
                         "TPE, same data, same run: fit wall time, held-out loss (issue 5).",
     "bench_scaling": "time per SABA epoch and peak memory against the number of rows, "
                      "dense and sparse (issue 5).",
+    "bench_ijcnn1_split": "whether IJCNN1's own validation rows (the last 14,990) are "
+                          "drawn like its test rows, and what that does to per-feature "
+                          "tuning (issue 4).",
 }
 
 #: Columns shown in the report for the wide CSVs (all columns stay in the CSV).

@@ -470,6 +470,17 @@ def test_not_converged_warns_and_stays_finite(cancer):
             assert np.isfinite(getattr(fitted, name)).all()
 
 
+@pytest.mark.parametrize("solver", ["reference", "saba"])
+def test_spent_time_limit_stops_at_the_start(solver, cancer):
+    """A budget spent by the first evaluation: the strengths stay at x0 = 0."""
+    X, y = cancer
+    with pytest.warns(ConvergenceWarning, match="time limit reached"):
+        model = BilevelLogisticRegressionCV(solver=solver, time_limit=1e-9,
+                                            random_state=0).fit(X, y)
+    np.testing.assert_array_equal(model.alpha_, np.ones(X.shape[1]))
+    assert np.isfinite(model.coef_).all()
+
+
 def test_converged_fit_is_silent(cancer):
     X, y = cancer
     with warnings.catch_warnings(record=True) as caught:

@@ -1,5 +1,7 @@
 """The deterministic reference solver and its full-batch building blocks."""
 
+import time
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -155,6 +157,31 @@ def test_reference_history_and_callback():
     stopped = solve_reference(problem, tol=1e-8, callback=lambda x, value: True)
     assert stopped.n_iter == 1
     assert not stopped.converged
+
+
+def test_reference_time_limit_returns_last_accepted_iterate():
+    """Once the budget is spent no evaluation of ``h`` starts, line searches included."""
+    X, y, X_val, y_val = _classification(seed=6)
+    problem = LinearBilevelProblem(X, y, X_val, y_val, hyperparams=FeatureL2())
+    full = solve_reference(problem, tol=1e-8)
+    assert full.n_iter >= 5
+
+    spent = solve_reference(problem, tol=1e-8, time_limit=1e-9)
+    assert spent.message == "time limit reached" and not spent.converged
+    assert spent.n_iter == 0
+    np.testing.assert_array_equal(spent.x, np.zeros(problem.n_outer))
+
+    # Each iteration waits 0.2 s in the callback: a 0.5 s budget ends the run
+    # after at most three iterations, whatever the machine's speed.
+    partial = solve_reference(problem, tol=1e-8, time_limit=0.5,
+                              callback=lambda x, value: time.sleep(0.2))
+    assert partial.message == "time limit reached"
+    assert 1 <= partial.n_iter <= 3 < full.n_iter
+    assert len(partial.history["value"]) == partial.n_iter + 1
+    # The returned x, z and v belong together: z solves the inner problem at x.
+    h, z = _exact_h(problem, partial.x)
+    assert h == pytest.approx(partial.history["value"][-1], abs=1e-8)
+    np.testing.assert_allclose(partial.z, z, atol=1e-8)
 
 
 def test_reference_rejects_wrong_x0():

@@ -1,6 +1,5 @@
 """What every bilevel estimator shares: validation, splits, the solver run, refit."""
 
-import time
 import warnings
 from numbers import Integral, Real
 
@@ -258,16 +257,10 @@ class BaseBilevelEstimator(BaseEstimator):
         x0 = None
         if self.warm_start and previous is not None and previous.shape == (problem.n_outer,):
             x0 = previous.copy()
-        start = time.perf_counter()
         if solver == "reference":
-            def stop(x, value):
-                return self.time_limit is not None and (
-                    time.perf_counter() - start >= self.time_limit
-                )
-
             with np.errstate(all="ignore"):
                 result = solve_reference(problem, x0, tol=self.tol, max_iter=self.max_iter,
-                                         callback=stop, verbose=self.verbose)
+                                         time_limit=self.time_limit, verbose=self.verbose)
         else:
             params = dict(batch_size=self.batch_size, step_size=self.step_size,
                           outer_step_size=self.outer_step_size)

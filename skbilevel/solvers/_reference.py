@@ -20,8 +20,11 @@ class _ValueAndGradient:
         self.n_inner_iter = self.n_linear_iter = 0
         self.inner_converged = True
         self.last = None
+        self.deadline = None  # perf_counter time after which no evaluation starts
 
     def __call__(self, x):
+        if self.deadline is not None and time.perf_counter() >= self.deadline:
+            raise _OutOfTime
         problem = self.problem
         self.z, n_inner, converged = solve_inner(
             problem, x, self.z, self.inner_tol, self.max_inner_iter
@@ -46,9 +49,13 @@ class _ValueAndGradient:
         return value, grad
 
 
+class _OutOfTime(Exception):
+    """The time limit passed: no further evaluation of ``h`` starts."""
+
+
 def solve_reference(problem, x0=None, *, bounds=(-15.0, 15.0), tol=1e-6,
                     inner_tol=1e-10, linear_tol=None, max_iter=200,
-                    max_inner_iter=100, callback=None, verbose=0):
+                    max_inner_iter=100, time_limit=None, callback=None, verbose=0):
     """Minimize ``h(x) = F(z*(x), x)`` with exact hypergradients (deterministic AID).
 
     Every evaluation solves the inner problem by Newton-CG and the linear
@@ -76,6 +83,10 @@ def solve_reference(problem, x0=None, *, bounds=(-15.0, 15.0), tol=1e-6,
         Maximum number of outer (L-BFGS-B) iterations.
     max_inner_iter : int, default=100
         Maximum number of Newton steps per inner solve.
+    time_limit : float or None, default=None
+        Budget in seconds: once spent, no new evaluation of ``h`` starts (the
+        line searches of an outer iteration included), and the last
+        accepted iterate is returned. The evaluation at ``x0`` always runs.
     callback : callable, default=None
         Called as ``callback(x, value)`` after each outer iteration; a return
         value of True stops the run.
@@ -98,11 +109,13 @@ def solve_reference(problem, x0=None, *, bounds=(-15.0, 15.0), tol=1e-6,
     )
     history = History()
     start = time.perf_counter()
+    accepted = {}
 
     def record(x):
         if oracle.last is None or not np.array_equal(oracle.last[0], x):
             oracle(x)
         _, value, grad = oracle.last
+        accepted.update(x=x.copy(), z=oracle.z.copy(), v=oracle.v.copy())
         history.record(
             time=time.perf_counter() - start, value=value,
             grad_norm=np.linalg.norm(grad), inner_iter=oracle.n_inner_iter,
@@ -117,6 +130,8 @@ def solve_reference(problem, x0=None, *, bounds=(-15.0, 15.0), tol=1e-6,
         return value
 
     record(x0)
+    if time_limit is not None:
+        oracle.deadline = start + time_limit
 
     def step_callback(intermediate_result):
         value = record(intermediate_result.x)
@@ -124,11 +139,19 @@ def solve_reference(problem, x0=None, *, bounds=(-15.0, 15.0), tol=1e-6,
             raise StopIteration
 
     box = None if bounds is None else [tuple(bounds)] * problem.n_outer
-    result = minimize(
-        oracle, x0, jac=True, method="L-BFGS-B", bounds=box, callback=step_callback,
-        options=dict(maxiter=max_iter, gtol=tol, ftol=1e-15, maxcor=20),
-    )
+    try:
+        result = minimize(
+            oracle, x0, jac=True, method="L-BFGS-B", bounds=box, callback=step_callback,
+            options=dict(maxiter=max_iter, gtol=tol, ftol=1e-15, maxcor=20),
+        )
+    except _OutOfTime:
+        return BilevelResult(
+            x=accepted["x"], z=accepted["z"], v=accepted["v"], history=history.as_arrays(),
+            n_iter=len(history.as_arrays()["time"]) - 1, converged=False,
+            message="time limit reached",
+        )
     x = result.x
+    oracle.deadline = None  # the returned iterate is always evaluated
     if oracle.last is None or not np.array_equal(oracle.last[0], x):
         oracle(x)
     converged = bool(result.success and oracle.inner_converged)
