@@ -90,7 +90,9 @@ class BilevelLogisticRegressionCV(LinearClassifierMixin, BaseL2Tuner):
     n_iter_ : int
         Outer iterations (reference) or recorded epochs (stochastic solvers).
     best_score_ : float
-        Validation score at the end: minus the (fold-averaged) log-loss.
+        Validation score at the end: minus the (fold-averaged) log-loss of
+        the solver's last model, which a stochastic solver's lags behind the
+        exact fit at ``alpha_`` (see the user guide, *Reading history_*).
     history_ : dict of ndarray
         Per outer iteration or epoch: ``time``, ``epoch``,
         ``outer_objective`` (validation log-loss), ``validation_score``

@@ -38,7 +38,8 @@ warm_start, n_jobs, random_state, verbose, refit
     n_iter_ : int
     best_score_ : float
         Minus the validation mean squared error at the end (fold-averaged),
-        as scikit-learn's ``neg_mean_squared_error``.
+        as scikit-learn's ``neg_mean_squared_error``, of the solver's last
+        model (see ``BilevelLogisticRegressionCV.best_score_``).
     history_ : dict of ndarray
         ``time``, ``epoch``, ``outer_objective`` (half the validation mean
         squared error), ``validation_score`` (minus the mean squared error),
