@@ -37,6 +37,10 @@ class BilevelProblem:
         """Return ``d11 G(z, x) v``."""
         raise NotImplementedError
 
+    def inner_value_and_grad(self, z, x):
+        """Return ``G(z, x)`` and ``d1 G(z, x)`` on the full data (subclasses may share work)."""
+        return self.inner_value(z, x), self.inner_grad(z, x)
+
     def inner_hessian(self, z, x):
         """Return ``d11 G(z, x)`` as a dense array, from ``n_inner`` products.
 

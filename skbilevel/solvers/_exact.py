@@ -119,8 +119,7 @@ def solve_inner(problem, x, z0, tol, max_iter=100):
     converged : bool
     """
     z = z0.copy()
-    value = problem.inner_value(z, x)
-    grad = problem.inner_grad(z, x)
+    value, grad = problem.inner_value_and_grad(z, x)
     for n_iter in range(max_iter):
         grad_norm = np.linalg.norm(grad)
         if grad_norm <= tol:
@@ -142,19 +141,20 @@ def _backtrack(problem, x, z, value, grad, direction, shrink=0.5, max_halvings=4
     """Armijo line search along a descent direction.
 
     Close to the optimum the decrease of ``G`` is below rounding error; a step
-    that lowers the gradient norm is then accepted instead.
+    that lowers the gradient norm is then accepted instead. Each trial takes
+    the value and the gradient together (one pass over the rows on linear
+    problems): Newton's full step is usually accepted at once.
     """
     slope = grad @ direction
     step = 1.0
     for _ in range(max_halvings):
         z_new = z + step * direction
-        value_new = problem.inner_value(z_new, x)
+        value_new, grad_new = problem.inner_value_and_grad(z_new, x)
         if value_new <= value + 1e-4 * step * slope:
-            return z_new, value_new, problem.inner_grad(z_new, x)
-        if abs(value_new - value) <= 1e-12 * max(1.0, abs(value)):
-            grad_new = problem.inner_grad(z_new, x)
-            if np.linalg.norm(grad_new) < np.linalg.norm(grad):
-                return z_new, value_new, grad_new
+            return z_new, value_new, grad_new
+        if (abs(value_new - value) <= 1e-12 * max(1.0, abs(value))
+                and np.linalg.norm(grad_new) < np.linalg.norm(grad)):
+            return z_new, value_new, grad_new
         step *= shrink
     return z, value, grad
 
