@@ -117,6 +117,7 @@ def main(argv=None):
     with _common.limit_blas_threads(1), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", FutureWarning)  # LogisticRegressionCV attributes
+        print(f"BLAS threads during the fits: {_common.blas_threads()}")
         print("Can a classifier tell the row sets apart (ROC AUC; 0.5: drawn alike)?")
         rows = domain_rows(X, data.X_test, args.seed)
         print("Validation and test log-loss on the two splits:")

@@ -247,8 +247,11 @@ def block_scatter(XT, n_rows, C, fit_intercept, G):
 
 @njit(**_HELPER_JIT)
 def _largest(u):
-    """``u.max()`` of a non-empty vector (a loop: NumPy's ``max`` takes Numba
-    most of a second to compile on a first call)."""
+    """Return the largest entry of a non-empty vector.
+
+    A loop rather than ``u.max()``, which takes Numba most of a second to
+    compile on a first call.
+    """
     largest = u[0]
     for k in range(1, u.shape[0]):
         largest = max(largest, u[k])

@@ -145,10 +145,10 @@ def solve_reference(problem, x0=None, *, bounds=(-15.0, 15.0), tol=1e-6,
             options=dict(maxiter=max_iter, gtol=tol, ftol=1e-15, maxcor=20),
         )
     except _OutOfTime:
+        recorded = history.as_arrays()
         return BilevelResult(
-            x=accepted["x"], z=accepted["z"], v=accepted["v"], history=history.as_arrays(),
-            n_iter=len(history.as_arrays()["time"]) - 1, converged=False,
-            message="time limit reached",
+            x=accepted["x"], z=accepted["z"], v=accepted["v"], history=recorded,
+            n_iter=len(recorded["time"]) - 1, converged=False, message="time limit reached",
         )
     x = result.x
     oracle.deadline = None  # the returned iterate is always evaluated
