@@ -49,7 +49,9 @@ can make small products many times slower):
 - ``BilevelLogisticRegressionCV`` with its defaults and ``random_state=0``:
   ``penalty`` "scalar" and "per_feature", ``cv`` None (a 25 % holdout) and 5
   (IJCNN1, breast_cancer, synthetic); on 20 Newsgroups per-feature and scalar
-  with ``cv=None`` only.
+  with ``cv=None`` only. On the other classification sets, per-feature also
+  with ``spread_penalty=1`` (not the default: a prior that ties the
+  log-strengths together).
 - Regression: ``RidgeCV(alphas=logspace(-4, 4, 20))`` (efficient
   leave-one-out; the reference), ``GridSearchCV(Ridge(), same alphas, cv=5)``
   and ``BilevelRidgeCV`` as above.
@@ -310,19 +312,26 @@ def _logistic_cv():
                                 use_legacy_attributes=False, n_jobs=1)
 
 
-def _bilevel_rows(estimator_class, penalties, cvs, n_features):
+def _bilevel_rows(estimator_class, penalties, cvs, n_features, spread_penalties=(0.0,)):
+    """Bilevel rows: every penalty x cv; per-feature ones with every spread penalty."""
     rows = []
     for penalty in penalties:
-        for cv in cvs:
-            name = "per-feature" if penalty == "per_feature" else "scalar"
-            where = "holdout" if cv is None else f"cv={cv}"
-            rows.append(dict(
-                method=f"{estimator_class.__name__} {name} {where}", family="bilevel",
-                role=f"bilevel {name} {'holdout' if cv is None else 'cv'}",
-                tuning=penalty, cv="holdout 25%" if cv is None else str(cv),
-                n_hyperparams=n_features if penalty == "per_feature" else 1,
-                estimator=estimator_class(penalty=penalty, cv=cv, random_state=0, n_jobs=1),
-            ))
+        for spread_penalty in spread_penalties if penalty == "per_feature" else (0.0,):
+            for cv in cvs:
+                name = "per-feature" if penalty == "per_feature" else "scalar"
+                where = "holdout" if cv is None else f"cv={cv}"
+                spread = f" spread_penalty={spread_penalty:g}" if spread_penalty else ""
+                rows.append(dict(
+                    method=f"{estimator_class.__name__} {name} {where}{spread}",
+                    family="bilevel",
+                    role=f"bilevel {name} {'holdout' if cv is None else 'cv'}"
+                         + (" spread" if spread_penalty else ""),
+                    tuning=penalty, cv="holdout 25%" if cv is None else str(cv),
+                    n_hyperparams=n_features if penalty == "per_feature" else 1,
+                    estimator=estimator_class(penalty=penalty, cv=cv,
+                                              spread_penalty=spread_penalty,
+                                              random_state=0, n_jobs=1),
+                ))
     return rows
 
 
@@ -363,8 +372,11 @@ def methods(dataset, case, optuna_trials):
             estimator=OptunaPerFeatureLogistic(n_trials=optuna_trials, random_state=0)
             if optuna_available() else None,
             note="" if optuna_available() else "skipped: optuna is not installed"))
-    cvs = (None,) if dataset == "20newsgroups" else (None, 5)
-    return rows + _bilevel_rows(BilevelLogisticRegressionCV, ("scalar", "per_feature"), cvs, p)
+    if dataset == "20newsgroups":  # 130,108 strengths: one run, with the defaults
+        return rows + _bilevel_rows(BilevelLogisticRegressionCV, ("scalar", "per_feature"),
+                                    (None,), p)
+    return rows + _bilevel_rows(BilevelLogisticRegressionCV, ("scalar", "per_feature"),
+                                (None, 5), p, spread_penalties=(0.0, 1.0))
 
 
 # -- timing ----------------------------------------------------------------------
@@ -606,6 +618,10 @@ ROLE_STYLE = {
     "bilevel scalar cv": ("Bilevel, scalar, cv=5", "tab:olive", "<"),
     "bilevel per-feature holdout": ("Bilevel, per-feature, holdout", "tab:red", ">"),
     "bilevel per-feature cv": ("Bilevel, per-feature, cv=5", "tab:blue", "P"),
+    "bilevel per-feature holdout spread": ("Bilevel, per-feature, holdout, spread_penalty=1",
+                                           "tab:pink", "^"),
+    "bilevel per-feature cv spread": ("Bilevel, per-feature, cv=5, spread_penalty=1",
+                                      "tab:cyan", "p"),
 }
 
 

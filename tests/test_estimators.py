@@ -206,6 +206,23 @@ def test_fold_average_problem_rejects_per_sample_maps():
         FoldAverageProblem(problems)
 
 
+@pytest.mark.parametrize("cv", [None, 3])
+def test_spread_penalty_ties_the_strengths(cv, cancer):
+    X, y = cancer
+    spreads = []
+    for spread_penalty in (0.0, 1.0, 1e6):
+        model = BilevelLogisticRegressionCV(spread_penalty=spread_penalty, cv=cv,
+                                            random_state=0).fit(X, y)
+        spreads.append(model.x_.std())
+        if spread_penalty == 1.0:  # best_score_ leaves the penalty out
+            assert model.best_score_ > model.history_["validation_score"][-1]
+    assert spreads[0] > spreads[1] > spreads[2]
+    assert spreads[2] < 1e-3
+    # Tied strengths: the common level is the scalar optimum.
+    scalar = BilevelLogisticRegressionCV(penalty="scalar", cv=cv, random_state=0).fit(X, y)
+    assert abs(model.x_.mean() - scalar.x_[0]) < 1e-2
+
+
 def test_several_folds_share_strengths(cancer):
     X, y = cancer
     scalar = BilevelLogisticRegressionCV(penalty="scalar", cv=3, random_state=0)
@@ -431,6 +448,7 @@ def test_negative_sample_weight(Estimator, cancer):
     (dict(cv=1), "The 'cv' parameter"),
     (dict(validation_fraction=1.5), "The 'validation_fraction' parameter"),
     (dict(batch_size=0), "The 'batch_size' parameter"),
+    (dict(spread_penalty=-1.0), "The 'spread_penalty' parameter"),
 ])
 def test_invalid_parameters(params, message, cancer):
     X, y = cancer

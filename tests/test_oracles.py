@@ -52,7 +52,7 @@ def _sample_weight(n, seed=1):
 
 
 def _build(data, loss, hyperparams, fit_intercept, input_kind="dense",
-           sample_weight=None, convert=None, val_sample_weight=None):
+           sample_weight=None, convert=None, val_sample_weight=None, spread_penalty=0.0):
     X_train, y_train, X_val, y_val = data
     if convert is None:
         convert = {"dense": np.ascontiguousarray, "csr": sp.csr_matrix}[input_kind]
@@ -60,6 +60,7 @@ def _build(data, loss, hyperparams, fit_intercept, input_kind="dense",
         convert(X_train), y_train, convert(X_val), y_val, loss=loss,
         hyperparams=MAPS[hyperparams](), fit_intercept=fit_intercept,
         sample_weight=sample_weight, val_sample_weight=val_sample_weight,
+        spread_penalty=spread_penalty,
     )
 
 
@@ -181,6 +182,28 @@ def test_oracles_match_finite_differences(make_data, loss, hyperparams,
         np.testing.assert_array_equal(grad_shifted[:, :-1][:, ~penalized],
                                       grad[:, :-1][:, ~penalized])
         assert np.all(grad_shifted[:, :-1][:, penalized] != grad[:, :-1][:, penalized])
+
+
+@pytest.mark.parametrize("hyperparams", ["feature", "grouped"])
+@pytest.mark.parametrize("input_kind", ["dense", "csr"])
+def test_spread_penalty_matches_finite_differences(make_data, hyperparams, input_kind):
+    data = make_data("logistic")
+    plain = _build(data, "logistic", hyperparams, True, input_kind)
+    spread = 0.7
+    problem = _build(data, "logistic", hyperparams, True, input_kind, spread_penalty=spread)
+    z, _, x = _point(problem)
+    centered = x - x.mean()
+    assert problem.outer_value(z, x) == pytest.approx(
+        plain.outer_value(z, x) + 0.5 * spread * centered @ centered, rel=1e-13)
+    assert problem.validation_loss(z) == pytest.approx(plain.outer_value(z, x), rel=1e-13)
+    rows = np.array([3, 0, 7])
+    assert problem.outer_value(z, x, rows) == pytest.approx(
+        plain.outer_value(z, x, rows) + 0.5 * spread * centered @ centered, rel=1e-13)
+    # d2 F against FD of F in x; shifting every x_k alike changes nothing.
+    fd = _fd_gradient(lambda xx: problem.outer_value(z, xx), x)
+    assert _rel_err(problem.outer_grad_x(z, x), fd) < FD_TOL
+    assert problem.outer_value(z, x + 3.0) == pytest.approx(problem.outer_value(z, x), rel=1e-12)
+    np.testing.assert_array_equal(problem.outer_grad_x(z, x, rows), problem.outer_grad_x(z, x))
 
 
 # -- minibatches ---------------------------------------------------------------

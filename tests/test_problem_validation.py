@@ -345,3 +345,15 @@ def test_sparse_input_is_not_modified():
     LinearBilevelProblem(X, [1.0], X, [-1.0])
     for array, saved in zip((X.data, X.indices, X.indptr), before):
         np.testing.assert_array_equal(array, saved)
+
+
+@pytest.mark.parametrize("value", [-0.5, np.nan, np.inf])
+def test_bad_spread_penalty(inputs, value):
+    with pytest.raises(ValueError, match="spread_penalty must be finite and non-negative"):
+        LinearBilevelProblem(**inputs(spread_penalty=value))
+
+
+def test_spread_penalty_needs_l2_strengths(inputs):
+    LinearBilevelProblem(**inputs(hyperparams=SampleWeights(), spread_penalty=0.0))
+    with pytest.raises(ValueError, match="spread_penalty applies to L2 strengths"):
+        LinearBilevelProblem(**inputs(hyperparams=SampleWeights(), spread_penalty=1.0))

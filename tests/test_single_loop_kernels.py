@@ -9,7 +9,7 @@ from skbilevel.solvers import SABA, SOBA, solve_inner, solve_linear_system
 from skbilevel.solvers._sampling import BatchStream
 
 
-def _problem(hyperparams, sparse=False, loss="logistic", seed=0):
+def _problem(hyperparams, sparse=False, loss="logistic", seed=0, spread_penalty=0.0):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((150, 6))
     X[rng.random(X.shape) < 0.3] = 0.0
@@ -21,7 +21,8 @@ def _problem(hyperparams, sparse=False, loss="logistic", seed=0):
     return LinearBilevelProblem(X_train, y[:100], X_val, y[100:], loss=loss,
                                 hyperparams=hyperparams,
                                 sample_weight=rng.uniform(0.5, 2.0, 100),
-                                val_sample_weight=rng.uniform(0.5, 2.0, 50))
+                                val_sample_weight=rng.uniform(0.5, 2.0, 50),
+                                spread_penalty=spread_penalty)
 
 
 # Maps of the kernel tests: per-feature strengths, grouped strengths with
@@ -40,13 +41,26 @@ MAPS = pytest.mark.parametrize(
 @MAPS
 @pytest.mark.parametrize("decreasing", [False, True])
 def test_soba_kernel_equals_oracle_loop(hyperparams, loss, sparse, decreasing):
-    problem = _problem(hyperparams, sparse, loss)
+    _assert_kernel_equals_oracle_loop(_problem(hyperparams, sparse, loss), decreasing)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize(
+    "hyperparams", [FeatureL2(), GroupedL2([0, 1, 1, 2, 0, 2])], ids=["per_feature", "grouped"]
+)
+def test_soba_kernel_takes_the_spread_penalty_as_the_oracles(hyperparams, sparse):
+    problem = _problem(hyperparams, sparse, spread_penalty=0.5)
+    _assert_kernel_equals_oracle_loop(problem, decreasing=False, x0=np.linspace(-2, 1, problem.n_outer))
+
+
+def _assert_kernel_equals_oracle_loop(problem, decreasing, x0=None):
+    """Three SOBA epochs by the Numba kernel and by the problem's oracles agree."""
     results = []
     for path in ("_kernel_epoch", "_oracle_epoch"):
         solver = SOBA(batch_size=16, step_size=0.3, outer_step_size=2.0,
                       decreasing=decreasing)
-        state = solver._initialize(problem, np.full(problem.n_outer, -1.0),
-                                   np.random.default_rng(3))
+        start = np.full(problem.n_outer, -1.0) if x0 is None else x0.copy()
+        state = solver._initialize(problem, start, np.random.default_rng(3))
         state.inner_step, state.outer_step = solver.step_size, solver.outer_step_size
         for _ in range(3):
             if path == "_kernel_epoch":

@@ -106,6 +106,10 @@ class BaseBilevelEstimator(BaseEstimator):
     def _check_splits(self, y, splits):
         """Raise if a split cannot be tuned on (classifiers: a class missing)."""
 
+    def _spread_penalty(self, n_val):
+        """The problem's ``spread_penalty`` for ``n_val`` validation rows in all (default 0)."""
+        return 0.0
+
     def _score_from_objective(self, value):
         """The validation score (greater is better) for an outer objective value."""
         return -np.asarray(value, dtype=float)
@@ -211,9 +215,7 @@ class BaseBilevelEstimator(BaseEstimator):
         blocks = problem.split(result.z) if several else [result.z]
         self.x_ = result.x.copy()
         self.n_iter_ = int(result.n_iter)
-        self.best_score_ = float(self._score_from_objective(
-            problem.outer_value(result.z, result.x)
-        ))
+        self.best_score_ = float(self._score_from_objective(problem.validation_loss(result.z)))
         n_samples = X.shape[0]
         if self.refit:
             weights, strengths = self._refit_setup(result.x, splits, n_samples, sample_weight)
@@ -232,18 +234,21 @@ class BaseBilevelEstimator(BaseEstimator):
         problem holds its copy of their rows.
         """
         loss = self._loss()
+        spread_penalty = self._spread_penalty(sum(len(val) for _, val in splits))
         problems = [
             LinearBilevelProblem(
                 X[train], y[train], X[val], y[val], loss=loss,
                 hyperparams=self._hyperparameter_map(X.shape[1], len(train)),
                 fit_intercept=self.fit_intercept,
                 sample_weight=None if sample_weight is None else sample_weight[train],
+                spread_penalty=spread_penalty if len(splits) == 1 else 0.0,
             )
             for train, val in splits
         ]
         if len(problems) == 1:
             return problems[0]
-        return FoldAverageProblem(problems, n_jobs=getattr(self, "n_jobs", None))
+        return FoldAverageProblem(problems, n_jobs=getattr(self, "n_jobs", None),
+                                  spread_penalty=spread_penalty)
 
     def _resolve_solver(self, problem):
         if self.solver != "auto":

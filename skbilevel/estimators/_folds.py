@@ -42,9 +42,12 @@ class FoldAverageProblem(LinearBilevelProblem):
         Full-data derivatives (the reference solver) run over the folds'
         rows in this many threads (the kernels release the GIL); None or 1
         runs them in one.
+    spread_penalty : float, default=0.0
+        Penalty on the spread of the shared ``x`` in ``F``, as in
+        :class:`~skbilevel.problems.LinearBilevelProblem`.
     """
 
-    def __init__(self, problems, n_jobs=None):
+    def __init__(self, problems, n_jobs=None, spread_penalty=0.0):
         if len(problems) < 1:
             raise ValueError("FoldAverageProblem needs at least one fold.")
         first = problems[0]
@@ -82,6 +85,7 @@ class FoldAverageProblem(LinearBilevelProblem):
                 for p in problems
             ]),
             val_sample_weight=np.repeat(val.sum() / (len(problems) * val), val),
+            spread_penalty=spread_penalty,
         )
 
     def split(self, vector):

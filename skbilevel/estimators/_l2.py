@@ -1,6 +1,6 @@
 """Tuning of L2 strengths (scalar, per feature, per group of features)."""
 
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -17,7 +17,12 @@ class BaseL2Tuner(BaseBilevelEstimator):
     ``alpha = exp(x)`` one strength per feature (``penalty="per_feature"``),
     one for all (``"scalar"``) or one per group of features (``"grouped"``,
     with ``groups``). With several folds the strengths are shared and the
-    outer objective averages the folds' validation losses.
+    outer objective averages the folds' validation losses. To that average
+    the outer objective adds ``(spread_penalty / (2 m)) ||x - mean(x)||^2``,
+    with ``m`` the number of validation rows in all: a Gaussian prior on the
+    log-strengths around their common level, worth ``spread_penalty``
+    validation rows. It keeps many strengths from fitting the noise of few
+    validation rows, and leaves a single strength free.
 
     The refit on all ``n_samples`` rows keeps scikit-learn's ``C = 1 / (n alpha)``
     (the strength of a *sum* over the rows) fixed: its strengths are
@@ -30,15 +35,18 @@ class BaseL2Tuner(BaseBilevelEstimator):
         "groups": [None, "array-like"],
         "cv": [None, Interval(Integral, 2, None, closed="left"), "cv_object"],
         "n_jobs": [None, Integral],
+        "spread_penalty": [Interval(Real, 0, None, closed="left")],
     }
 
-    def __init__(self, *, penalty="per_feature", groups=None, solver="auto", cv=None,
+    def __init__(self, *, penalty="per_feature", groups=None, spread_penalty=0.0,
+                 solver="auto", cv=None,
                  validation_fraction=0.25, max_iter=100, max_epochs=30, time_limit=None,
                  tol=1e-6, batch_size=64, step_size=None, outer_step_size=None,
                  fit_intercept=True, warm_start=False, n_jobs=None, random_state=None,
                  verbose=0, refit=True):
         self.penalty = penalty
         self.groups = groups
+        self.spread_penalty = spread_penalty
         self.solver = solver
         self.cv = cv
         self.validation_fraction = validation_fraction
@@ -66,6 +74,9 @@ class BaseL2Tuner(BaseBilevelEstimator):
                 f'groups is only used with penalty="grouped"; got penalty={self.penalty!r}.'
             )
         return ScalarL2() if self.penalty == "scalar" else FeatureL2()
+
+    def _spread_penalty(self, n_val):
+        return self.spread_penalty / n_val
 
     def _strengths_per_feature(self, x, n_features):
         hmap = self._hyperparameter_map(n_features, 1).bind(n_features, 1)

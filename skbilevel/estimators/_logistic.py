@@ -29,6 +29,16 @@ class BilevelLogisticRegressionCV(LinearClassifierMixin, BaseL2Tuner):
     groups : array-like of int of shape (n_features,), default=None
         Group ``0, ..., n_groups - 1`` of each feature, for
         ``penalty="grouped"``.
+    spread_penalty : float, default=0.0
+        Weight of ``(1/2) ||x - mean(x)||^2`` in the outer objective, in units
+        of one validation row's loss (it is divided by the number of
+        validation rows): a Gaussian prior that keeps the log-strengths
+        ``x`` of ``"per_feature"`` and ``"grouped"`` near their common level,
+        so that many strengths do not fit the noise of few validation rows
+        (try 1.0). 0 tunes each strength freely. No effect with
+        ``penalty="scalar"``. It assumes features on comparable scales
+        (standardized): strengths of features on different scales must
+        differ.
     solver : str, default="auto"
         ``"reference"`` (deterministic: Newton inner solves, exact linear
         system, L-BFGS-B over the strengths) or a stochastic solver of
@@ -95,8 +105,9 @@ class BilevelLogisticRegressionCV(LinearClassifierMixin, BaseL2Tuner):
         exact fit at ``alpha_`` (see the user guide, *Reading history_*).
     history_ : dict of ndarray
         Per outer iteration or epoch: ``time``, ``epoch``,
-        ``outer_objective`` (validation log-loss), ``validation_score``
-        (its negative) and ``grad_norm`` (hypergradient norm).
+        ``outer_objective`` (what the solver minimizes: validation log-loss
+        plus the spread penalty), ``validation_score`` (its negative) and
+        ``grad_norm`` (hypergradient norm).
     solver_ : str
         The solver that ran.
     n_features_in_ : int

@@ -19,8 +19,8 @@ class BilevelRidgeCV(RegressorMixin, BaseL2Tuner):
 
     Parameters
     ----------
-    penalty, groups, solver, cv, validation_fraction, max_iter, max_epochs, \
-time_limit, tol, batch_size, step_size, outer_step_size, fit_intercept, \
+    penalty, groups, spread_penalty, solver, cv, validation_fraction, max_iter, \
+max_epochs, time_limit, tol, batch_size, step_size, outer_step_size, fit_intercept, \
 warm_start, n_jobs, random_state, verbose, refit
         As in :class:`BilevelLogisticRegressionCV`; ``cv`` splits are not
         stratified.
@@ -42,8 +42,9 @@ warm_start, n_jobs, random_state, verbose, refit
         model (see ``BilevelLogisticRegressionCV.best_score_``).
     history_ : dict of ndarray
         ``time``, ``epoch``, ``outer_objective`` (half the validation mean
-        squared error), ``validation_score`` (minus the mean squared error),
-        ``grad_norm``.
+        squared error, plus the spread penalty), ``validation_score`` (minus
+        twice ``outer_objective``: the mean squared error when the spread
+        penalty is 0), ``grad_norm``.
     solver_ : str
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (`n_features_in_`,)

@@ -6,7 +6,7 @@ from . import _kernels
 from ._base import BilevelProblem
 from ._design import DesignMatrix
 from ._losses import check_loss
-from ._maps import FeatureL2, HyperparameterMap
+from ._maps import FeatureL2, GroupedL2, HyperparameterMap
 
 _NO_MATRIX = np.empty((0, 0))
 _NO_VECTOR = np.empty(0)
@@ -22,8 +22,10 @@ class LinearBilevelProblem(BilevelProblem):
     with margins ``u_i = z [d_i, 1]`` (the intercept is never penalized),
     fixed user weights ``w_i`` and the hyperparameter map's ``s(x)`` and
     ``r(x)``. Outer objective: the mean loss ``F(z) = (1/m) sum_j v_j l(y_j, u_j)``
-    on the validation split, with fixed weights ``v_j`` (by default 1), which
-    does not depend on ``x``.
+    on the validation split, with fixed weights ``v_j`` (by default 1), plus
+    an optional penalty on the spread of ``x``,
+    ``(spread_penalty / 2) ||x - mean(x)||^2``: a Gaussian prior that ties the
+    log-strengths together (it leaves their common level free).
 
     Parameters
     ----------
@@ -42,6 +44,9 @@ class LinearBilevelProblem(BilevelProblem):
         Fixed non-negative weights ``w_i`` of the training samples.
     val_sample_weight : array-like of shape (n_val,), default=None
         Fixed non-negative weights ``v_j`` of the validation samples.
+    spread_penalty : float, default=0.0
+        Strength of the penalty on the spread of ``x`` in ``F``, for L2 maps
+        (:class:`GroupedL2` and its subclasses) only.
 
     Attributes
     ----------
@@ -51,7 +56,7 @@ class LinearBilevelProblem(BilevelProblem):
 
     def __init__(self, X_train, y_train, X_val, y_val, loss="logistic",
                  hyperparams=None, fit_intercept=True, sample_weight=None,
-                 val_sample_weight=None):
+                 val_sample_weight=None, spread_penalty=0.0):
         self.train = DesignMatrix(X_train, "X_train")
         self.val = DesignMatrix(X_val, "X_val")
         n_features = self.train.shape[1]
@@ -76,6 +81,7 @@ class LinearBilevelProblem(BilevelProblem):
         self.val_sample_weight = _check_weights(
             val_sample_weight, self.n_val, "val_sample_weight"
         )
+        self.spread_penalty = _check_spread_penalty(spread_penalty, self.hyperparams)
         n_outputs = self.loss.n_outputs(self.y_train, self.y_val)
         self.coef_shape = (n_outputs, n_features + self.fit_intercept)
         self.n_inner = n_outputs * self.coef_shape[1]
@@ -273,16 +279,24 @@ class LinearBilevelProblem(BilevelProblem):
             return np.full(len(rows), 1.0 / len(rows))
         return self.val_sample_weight[rows] / len(rows)
 
-    def outer_value(self, z, x, rows=None):
+    def validation_loss(self, z, rows=None):
+        """Return the (weighted) mean validation loss: ``F`` without the spread penalty."""
         if rows is None:
             return self._full_data_terms(self.val, self.y_val, self._val_weights(self._all_val),
                                          self._matrix(z), False)[0]
         rows = self._val_rows(rows)
-        weights = self._val_weights(rows)
         return _kernels.batch_loss(
-            *self.val.arrays, self.y_val, rows, weights, self.loss.code,
+            *self.val.arrays, self.y_val, rows, self._val_weights(rows), self.loss.code,
             self._matrix(z), self.fit_intercept,
         )
+
+    def spread(self, x):
+        """Return ``(1/2) ||x - mean(x)||^2``, the spread that ``spread_penalty`` weighs."""
+        centered = x - x.mean()
+        return 0.5 * centered @ centered
+
+    def outer_value(self, z, x, rows=None):
+        return self.validation_loss(z, rows) + self.spread_penalty * self.spread(x)
 
     def outer_grad(self, z, x, rows=None):
         if rows is None:
@@ -299,7 +313,21 @@ class LinearBilevelProblem(BilevelProblem):
         return grad.ravel()
 
     def outer_grad_x(self, z, x, rows=None):
-        return np.zeros(self.n_outer)
+        return self.spread_penalty * (x - x.mean())
+
+
+def _check_spread_penalty(spread_penalty, hyperparams):
+    spread_penalty = float(spread_penalty)
+    if not (np.isfinite(spread_penalty) and spread_penalty >= 0):
+        raise ValueError(
+            f"spread_penalty must be finite and non-negative; got {spread_penalty}."
+        )
+    if spread_penalty > 0 and not isinstance(hyperparams, GroupedL2):
+        raise ValueError(
+            "spread_penalty applies to L2 strengths (GroupedL2 maps); got "
+            f"{type(hyperparams).__name__}."
+        )
+    return spread_penalty
 
 
 def _check_weights(weights, n_rows, name):

@@ -61,7 +61,7 @@ def _clip(value, lower, upper):
 
 @njit(**FAST_JIT)
 def single_loop_chunk(
-    train, val, loss, fit_intercept, kind, groups, scale,
+    train, val, loss, fit_intercept, kind, groups, scale, spread_penalty,
     Z, V, x, rows, offsets, val_rows, val_offsets,
     inner_step, outer_step, lower, upper, saga, memory,
 ):
@@ -77,6 +77,9 @@ def single_loop_chunk(
     kind, groups, scale : int, ndarray, ndarray
         The hyperparameter map: grouped strengths ``scale * exp(x[groups])``,
         or sample weights ``sigmoid(x_i)`` with the fixed strengths ``scale``.
+    spread_penalty : float
+        Weight of ``(1/2) ||x - mean(x)||^2`` in the outer objective (grouped
+        strengths only; exact, added to every outer direction).
     Z, V : ndarray of shape (K, p + fit_intercept)
         Inner and linear-system variables, updated in place.
     x : ndarray of shape (n_outer,)
@@ -319,6 +322,10 @@ def single_loop_chunk(
                 dx[h] = 0.0
             for j in range(n_features):
                 dx[groups[j]] += r[j] * zv[j]
+            if spread_penalty > 0.0:
+                centre = x.mean()
+                for h in range(x.shape[0]):
+                    dx[h] += spread_penalty * (x[h] - centre)
             for h in range(x.shape[0]):
                 x[h] = _clip(x[h] - outer_step[h] * dx[h], lower[h], upper[h])
     if lazy:

@@ -75,7 +75,8 @@ class SOBA(StochasticSolver):
             rows, offsets = state.train.take(chunk)
             val_rows, val_offsets = state.val.take(chunk)
             single_loop_chunk(
-                train, val, loss, fit_intercept, kind, groups, l2, Z, V, state.x,
+                train, val, loss, fit_intercept, kind, groups, l2, problem.spread_penalty,
+                Z, V, state.x,
                 rows, offsets, val_rows, val_offsets, decay * state.inner_step,
                 decay * outer_step, lower, upper, self._saga, memory,
             )
