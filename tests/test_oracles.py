@@ -206,23 +206,6 @@ def test_spread_penalty_matches_finite_differences(make_data, hyperparams, input
     np.testing.assert_array_equal(problem.outer_grad_x(z, x, rows), problem.outer_grad_x(z, x))
 
 
-@pytest.mark.parametrize("loss", ["logistic", "squared"])
-@pytest.mark.parametrize("input_kind", ["dense", "csr"])
-@pytest.mark.parametrize("fit_intercept", [True, False])
-def test_data_smoothness_bounds_the_data_hessian(make_data, loss, input_kind, fit_intercept):
-    # At z = 0 the logistic curvature is its bound 1/4; the squared loss's is
-    # always 1: the data Hessian's top eigenvalue is then the constant itself.
-    problem = _build(make_data(loss), loss, "samples", fit_intercept, input_kind,
-                     sample_weight=_sample_weight(30))
-    x = np.linspace(-1.0, 1.0, problem.n_outer)  # unequal sample weights
-    estimate = problem.data_smoothness(x)
-    data_hessian = problem.inner_hessian(np.zeros(problem.n_inner), x)
-    data_hessian[np.diag_indices(problem.n_inner)] -= problem.inner_l2(x)
-    largest = np.linalg.eigvalsh(data_hessian).max()
-    assert largest <= estimate <= 1.05 * largest * (1 + 1e-3)
-    assert estimate <= problem.sample_smoothness(x).mean()
-
-
 # -- minibatches ---------------------------------------------------------------
 
 

@@ -174,22 +174,3 @@ def test_batch_stream_take_gives_the_batches_of_next():
 def test_unknown_solver():
     with pytest.raises(ValueError, match="solver must be one of"):
         get_solver("adam")
-
-
-@pytest.mark.parametrize("batch_size", [1, 16, 1000])
-def test_default_inner_step_is_one_over_the_expected_smoothness(batch_size, logistic):
-    # Batch 1: the largest per-sample constant; the full batch: the constant of
-    # the full average, which the per-sample mean only bounds.
-    problem = logistic[0]
-    x = np.zeros(problem.n_outer)
-    solver = get_solver("saba", batch_size=batch_size)
-    state = solver._initialize(problem, x, np.random.default_rng(0))
-    step = solver._default_inner_step(problem, state)
-    smoothness = problem.sample_smoothness(x)
-    full = problem.data_smoothness(x)
-    expected = {1: smoothness.max(), 1000: full}.get(batch_size)
-    if expected is None:
-        n = problem.n_train
-        expected = (n * 15 * full + (n - 16) * smoothness.max()) / (16 * (n - 1))
-    assert step == pytest.approx(1.0 / expected, rel=1e-12)
-    assert full < 0.75 * smoothness.mean()

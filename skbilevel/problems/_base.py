@@ -79,16 +79,6 @@ class BilevelProblem:
         """
         raise NotImplementedError
 
-    def data_smoothness(self, x):
-        """Return the smoothness of the data part of ``G`` averaged over all samples.
-
-        The constant ``L`` of the full average, which the expected smoothness
-        of a minibatch interpolates from (ALGORITHMS.md section 5). Default:
-        the mean of :meth:`sample_smoothness`, a bound (the smoothness of an
-        average is at most the average of the smoothnesses).
-        """
-        return float(self.sample_smoothness(x).mean())
-
     def outer_value(self, z, x, rows=None):
         """Return ``F(z, x)``."""
         raise NotImplementedError

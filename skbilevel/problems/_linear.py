@@ -8,11 +8,6 @@ from ._design import DesignMatrix
 from ._losses import check_loss
 from ._maps import FeatureL2, GroupedL2, HyperparameterMap
 
-#: The power iteration of :meth:`LinearBilevelProblem.data_smoothness`: at
-#: most this many products with ``D^T W D``, stopped at this relative change,
-#: and the estimate (a lower bound) multiplied by this margin.
-POWER_ITERATIONS, POWER_RTOL, POWER_SAFETY = 30, 1e-3, 1.05
-
 _NO_MATRIX = np.empty((0, 0))
 _NO_VECTOR = np.empty(0)
 
@@ -277,35 +272,6 @@ class LinearBilevelProblem(BilevelProblem):
         """``l''`` bound times ``w_i s_i(x) ||[d_i, 1]||^2``."""
         norms = self.train.squared_row_norms() + self.fit_intercept
         return self.loss.curvature * norms * self._train_weights(x, self._all_train) * self.n_train
-
-    def data_smoothness(self, x):
-        """``l''`` bound times the largest eigenvalue of ``D^T diag(w_i s_i(x) / n) D``.
-
-        A power iteration on the training design (``D = [X, 1]``), at most
-        :data:`POWER_ITERATIONS` products, to a relative change of
-        :data:`POWER_RTOL`, times :data:`POWER_SAFETY`; the mean of
-        :meth:`sample_smoothness`, a bound, when it does not settle or
-        exceeds it. The mean bound ignores how the rows overlap: on tf-idf
-        rows with an intercept column, the eigenvalue is about that of the
-        intercept alone, half the mean bound; on IJCNN1 (not standardized)
-        also half.
-        """
-        bound = float(self.sample_smoothness(x).mean())
-        weights = self._train_weights(x, self._all_train)[:, None]
-        vector = np.random.default_rng(0).standard_normal((1, self.coef_shape[1]))
-        vector /= np.linalg.norm(vector)
-        previous = 0.0
-        for _ in range(POWER_ITERATIONS):
-            product = self.train.transpose_dot(
-                weights * self.train.margins(vector, self.fit_intercept), self.fit_intercept
-            )
-            value = np.linalg.norm(product)
-            if value == 0.0:
-                return bound
-            if abs(value - previous) <= POWER_RTOL * value:
-                return min(POWER_SAFETY * self.loss.curvature * value, bound)
-            vector, previous = product / value, value
-        return bound
 
     def _val_weights(self, rows):
         """``v_j / |rows|``: the weight of each validation row in the averages."""

@@ -49,8 +49,8 @@ class SABA(SOBA):
     Parameters
     ----------
     batch_size, step_size, outer_step_size, bounds
-        See :class:`StochasticSolver` and :class:`SOBA`; the default inner
-        step is :meth:`_default_inner_step`'s. The classical SAGA step ``1 / (3 L)`` is
+        See :class:`StochasticSolver` and :class:`SOBA`: the default inner
+        step is SOBA's ``1 / L_B``. The classical SAGA step ``1 / (3 L)`` is
         safe but slow: the data part of the inner problem may be badly
         conditioned once strengths get small (about 2,400 on IJCNN1 at its
         optimum), and the recovery of :class:`StochasticSolver` halves a step
@@ -65,27 +65,6 @@ class SABA(SOBA):
     def __init__(self, batch_size=64, step_size=None, outer_step_size=None,
                  bounds=(-15.0, 15.0)):
         super().__init__(batch_size, step_size, outer_step_size, False, bounds)
-
-    def _default_inner_step(self, problem, state):
-        """``1 / L_B``, ``L_B`` the expected smoothness of a minibatch.
-
-        For ``B`` of the ``n`` samples drawn without replacement (Gower et
-        al., 2019), ``L_B = n (B - 1) / (B (n - 1)) L + (n - B) / (B (n - 1))
-        L_max``: from the smoothness ``L`` of the full average
-        (:meth:`~skbilevel.problems.BilevelProblem.data_smoothness`) to the
-        largest per-sample one as the batch shrinks. SOBA's default puts the
-        mean per-sample constant, an upper bound, in place of ``L``: a
-        smaller step, which keeps the noise of its plain estimates low; the
-        variance reduction takes the larger step without that cost (IJCNN1,
-        3 seeds: gap 1e-3 after 12-14 epochs instead of 18-23).
-        """
-        n = problem.n_train
-        worst = problem.sample_smoothness(state.x).max()
-        batch = min(self.batch_size, n)
-        if n == 1:
-            return 1.0 / worst
-        full = problem.data_smoothness(state.x)
-        return 1.0 / ((n * (batch - 1) * full + (n - batch) * worst) / (batch * (n - 1)))
 
     def _initialize(self, problem, x, rng):
         state = super()._initialize(problem, x, rng)
