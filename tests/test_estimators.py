@@ -206,6 +206,16 @@ def test_fold_average_problem_rejects_per_sample_maps():
         FoldAverageProblem(problems)
 
 
+def test_fold_average_problem_takes_the_folds_spread_penalty():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20, 3)), np.repeat([-1.0, 1.0], 10)
+    folds = [LinearBilevelProblem(X[:10], y[:10], X[10:], y[10:], spread_penalty=penalty)
+             for penalty in (0.5, 0.5, 0.25)]
+    assert FoldAverageProblem(folds[:2]).spread_penalty == 0.5
+    with pytest.raises(ValueError, match="spread penalty"):
+        FoldAverageProblem(folds[1:])
+
+
 @pytest.mark.parametrize("cv", [None, 3])
 def test_spread_penalty_ties_the_strengths(cv, cancer):
     X, y = cancer

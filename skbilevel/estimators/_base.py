@@ -241,14 +241,13 @@ class BaseBilevelEstimator(BaseEstimator):
                 hyperparams=self._hyperparameter_map(X.shape[1], len(train)),
                 fit_intercept=self.fit_intercept,
                 sample_weight=None if sample_weight is None else sample_weight[train],
-                spread_penalty=spread_penalty if len(splits) == 1 else 0.0,
+                spread_penalty=spread_penalty,
             )
             for train, val in splits
         ]
         if len(problems) == 1:
             return problems[0]
-        return FoldAverageProblem(problems, n_jobs=getattr(self, "n_jobs", None),
-                                  spread_penalty=spread_penalty)
+        return FoldAverageProblem(problems, n_jobs=getattr(self, "n_jobs", None))
 
     def _resolve_solver(self, problem):
         if self.solver != "auto":

@@ -42,22 +42,23 @@ class FoldAverageProblem(LinearBilevelProblem):
         Full-data derivatives (the reference solver) run over the folds'
         rows in this many threads (the kernels release the GIL); None or 1
         runs them in one.
-    spread_penalty : float, default=0.0
-        Penalty on the spread of the shared ``x`` in ``F``, as in
-        :class:`~skbilevel.problems.LinearBilevelProblem`.
+
+    The folds' common ``spread_penalty`` weighs the spread of the shared
+    ``x`` in ``F``.
     """
 
-    def __init__(self, problems, n_jobs=None, spread_penalty=0.0):
+    def __init__(self, problems, n_jobs=None):
         if len(problems) < 1:
             raise ValueError("FoldAverageProblem needs at least one fold.")
         first = problems[0]
         if not all(isinstance(p.hyperparams, GroupedL2) for p in problems):
             raise ValueError("folds can only share L2 strengths (GroupedL2 maps).")
-        shapes = {(p.coef_shape, p.n_outer, p.fit_intercept, p.loss.code) for p in problems}
+        shapes = {(p.coef_shape, p.n_outer, p.fit_intercept, p.loss.code, p.spread_penalty)
+                  for p in problems}
         if len(shapes) != 1:
             raise ValueError(
                 "the folds must share their loss, hyperparameter dimension, number "
-                "of features and intercept setting."
+                "of features, intercept setting and spread penalty."
             )
         self.n_folds = len(problems)
         self.n_jobs = n_jobs
@@ -85,7 +86,7 @@ class FoldAverageProblem(LinearBilevelProblem):
                 for p in problems
             ]),
             val_sample_weight=np.repeat(val.sum() / (len(problems) * val), val),
-            spread_penalty=spread_penalty,
+            spread_penalty=first.spread_penalty,
         )
 
     def split(self, vector):
