@@ -209,10 +209,22 @@ class LinearBilevelProblem(BilevelProblem):
         return grad.ravel()
 
     def inner_hvp(self, z, x, v, rows=None):
-        rows = self._train_rows(rows)
         hvp = self._penalty_grad(x, self._matrix(v))
+        if rows is None:
+            U, Q = self._full_train_margins(z, v)
+            curvatures_times_q = np.einsum("nkl,nl->nk", self.loss.curvatures(self.y_train, U), Q)
+            weights = self._train_weights(x, self._all_train)
+            hvp += self.train.transpose_dot(weights[:, None] * curvatures_times_q,
+                                            self.fit_intercept)
+            return hvp.ravel()
+        rows = self._train_rows(rows)
         self._train_terms(z, x, v, rows, _NO_MATRIX, hvp, _NO_VECTOR)
         return hvp.ravel()
+
+    def _full_train_margins(self, z, v):
+        """Margins of every training row at ``z`` and along ``v`` (matrix products)."""
+        return (self.train.margins(self._matrix(z), self.fit_intercept),
+                self.train.margins(self._matrix(v), self.fit_intercept))
 
     def inner_value_and_grad(self, z, x):
         """Return ``G(z, x)`` and ``d1 G(z, x)`` on the full data.
@@ -248,9 +260,14 @@ class LinearBilevelProblem(BilevelProblem):
         return hessian
 
     def inner_cross(self, z, x, v, rows=None):
+        full_data = rows is None
         rows = self._train_rows(rows)
         data_terms = _NO_VECTOR
-        if self.hyperparams.weights_samples:
+        if self.hyperparams.weights_samples and full_data:
+            U, Q = self._full_train_margins(z, v)
+            _, derivatives = self.loss.values_and_derivatives(self.y_train, U)
+            data_terms = np.einsum("nk,nk->n", derivatives, Q)
+        elif self.hyperparams.weights_samples:
             data_terms = np.empty(len(rows))
             self._train_terms(z, x, v, rows, _NO_MATRIX, _NO_MATRIX, data_terms)
         return self._cross(z, x, v, rows, data_terms)

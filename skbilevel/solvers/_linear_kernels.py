@@ -110,7 +110,7 @@ def single_loop_chunk(
     d_hvp = np.zeros((K, n_cols))
     d_val = np.zeros((K, n_cols))
     r = np.zeros(n_cols)  # L2 strength of every column (0: the intercept)
-    shrink = np.ones(n_cols)  # 1 / (1 + inner_step r): the proximal step
+    shrink = np.zeros(n_cols) + 1.0  # 1 / (1 + inner_step r): the proximal step
     zv = np.zeros(n_features)
     u = np.empty(K)
     q = np.empty(K)
@@ -323,7 +323,9 @@ def single_loop_chunk(
             for j in range(n_features):
                 dx[groups[j]] += r[j] * zv[j]
             if spread_penalty > 0.0:
-                centre = x.mean()
+                centre = 0.0  # a loop: x.mean() adds most of a second to the compile
+                for h in range(x.shape[0]):
+                    centre += x[h] / x.shape[0]
                 for h in range(x.shape[0]):
                     dx[h] += spread_penalty * (x[h] - centre)
             for h in range(x.shape[0]):
