@@ -68,6 +68,7 @@ class EpochCase:
         self.val_rows, self.val_offsets = val.take(self.n_iter)
         self.args = p.kernel_arguments()
         self.inner_step = 0.1
+        self.inner_steps = np.full(p.coef_shape[1], self.inner_step)
         self.outer_step = np.full(p.n_outer, 1e-3)
         self.lower = np.full(p.n_outer, -15.0)
         self.upper = np.full(p.n_outer, 15.0)
@@ -99,9 +100,10 @@ class EpochCase:
     def _kernel(self, saga):
         Z, V, x = self.Z0.copy(), self.V0.copy(), self.x0.copy()
         single_loop_chunk(
-            *self.args, self.problem.spread_penalty, Z, V, x, self.rows, self.offsets,
-            self.val_rows, self.val_offsets, self.inner_step, self.outer_step, self.lower,
-            self.upper, saga, self.memory if saga else self.no_memory,
+            *self.args, self.problem.spread_penalty, self.problem.spread_offset, Z, V, x,
+            self.rows, self.offsets, self.val_rows, self.val_offsets, self.inner_steps,
+            self.outer_step, self.lower, self.upper, saga,
+            self.memory if saga else self.no_memory,
         )
         return Z, V, x
 

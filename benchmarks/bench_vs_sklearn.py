@@ -49,8 +49,8 @@ can make small products many times slower):
 - ``BilevelLogisticRegressionCV`` with its defaults and ``random_state=0``:
   ``penalty`` "scalar" and "per_feature", ``cv`` None (a 25 % holdout) and 5
   (IJCNN1, breast_cancer, synthetic); on 20 Newsgroups per-feature and scalar
-  with ``cv=None`` only. On the other classification sets, per-feature also
-  with ``spread_penalty=1`` (not the default: a prior that ties the
+  with ``cv=None`` only. On the other sets, per-feature also with free
+  strengths, ``spread_penalty=0`` (the default, 1, is a prior that ties the
   log-strengths together).
 - Regression: ``RidgeCV(alphas=logspace(-4, 4, 20))`` (efficient
   leave-one-out; the reference), ``GridSearchCV(Ridge(), same alphas, cv=5)``
@@ -312,25 +312,28 @@ def _logistic_cv():
                                 use_legacy_attributes=False, n_jobs=1)
 
 
-def _bilevel_rows(estimator_class, penalties, cvs, n_features, spread_penalties=(0.0,)):
-    """Bilevel rows: every penalty x cv; per-feature ones with every spread penalty."""
+def _bilevel_rows(estimator_class, penalties, cvs, n_features, free_strengths=True):
+    """Bilevel rows: every penalty x cv with the defaults; per-feature ones also free.
+
+    Free: ``spread_penalty=0``, no prior on the spread of the strengths.
+    """
     rows = []
     for penalty in penalties:
-        for spread_penalty in spread_penalties if penalty == "per_feature" else (0.0,):
+        for free in (False, True) if free_strengths and penalty == "per_feature" else (False,):
             for cv in cvs:
                 name = "per-feature" if penalty == "per_feature" else "scalar"
                 where = "holdout" if cv is None else f"cv={cv}"
-                spread = f" spread_penalty={spread_penalty:g}" if spread_penalty else ""
                 rows.append(dict(
-                    method=f"{estimator_class.__name__} {name} {where}{spread}",
+                    method=f"{estimator_class.__name__} {name} {where}"
+                           + (" spread_penalty=0" if free else ""),
                     family="bilevel",
                     role=f"bilevel {name} {'holdout' if cv is None else 'cv'}"
-                         + (" spread" if spread_penalty else ""),
+                         + (" free" if free else ""),
                     tuning=penalty, cv="holdout 25%" if cv is None else str(cv),
                     n_hyperparams=n_features if penalty == "per_feature" else 1,
-                    estimator=estimator_class(penalty=penalty, cv=cv,
-                                              spread_penalty=spread_penalty,
-                                              random_state=0, n_jobs=1),
+                    estimator=estimator_class(penalty=penalty, cv=cv, random_state=0,
+                                              n_jobs=1, **({"spread_penalty": 0.0} if free
+                                                           else {})),
                 ))
     return rows
 
@@ -374,9 +377,9 @@ def methods(dataset, case, optuna_trials):
             note="" if optuna_available() else "skipped: optuna is not installed"))
     if dataset == "20newsgroups":  # 130,108 strengths: one run, with the defaults
         return rows + _bilevel_rows(BilevelLogisticRegressionCV, ("scalar", "per_feature"),
-                                    (None,), p)
+                                    (None,), p, free_strengths=False)
     return rows + _bilevel_rows(BilevelLogisticRegressionCV, ("scalar", "per_feature"),
-                                (None, 5), p, spread_penalties=(0.0, 1.0))
+                                (None, 5), p)
 
 
 # -- timing ----------------------------------------------------------------------
@@ -618,10 +621,10 @@ ROLE_STYLE = {
     "bilevel scalar cv": ("Bilevel, scalar, cv=5", "tab:olive", "<"),
     "bilevel per-feature holdout": ("Bilevel, per-feature, holdout", "tab:red", ">"),
     "bilevel per-feature cv": ("Bilevel, per-feature, cv=5", "tab:blue", "P"),
-    "bilevel per-feature holdout spread": ("Bilevel, per-feature, holdout, spread_penalty=1",
-                                           "tab:pink", "^"),
-    "bilevel per-feature cv spread": ("Bilevel, per-feature, cv=5, spread_penalty=1",
-                                      "tab:cyan", "p"),
+    "bilevel per-feature holdout free": ("Bilevel, per-feature, holdout, spread_penalty=0",
+                                         "tab:pink", "^"),
+    "bilevel per-feature cv free": ("Bilevel, per-feature, cv=5, spread_penalty=0",
+                                    "tab:cyan", "p"),
 }
 
 

@@ -56,8 +56,11 @@ print(f"test MSE of the true coefficients:               "
 # %%
 # The learned strengths ``alpha_`` are in the units of a mean over the training
 # rows; ``C_`` gives them in scikit-learn's units (``C = 1 / (n alpha)``).
-# Strengths live in ``[exp(-15), exp(15)]``, the box of the solvers: a feature
-# whose strength sits at the top is, in effect, switched off.
+# The noise features get strengths far above those of the useful ones. They
+# are not pushed to the top of the solvers' box, ``exp(15)``: the default
+# ``spread_penalty=1`` is a prior that keeps the log-strengths near their
+# common level, as heavy as one validation row (``spread_penalty=0`` frees
+# them).
 useful = np.arange(n_features) < n_useful
 print(f"median strength of the 10 useful features: {np.median(model.alpha_[useful]):.2g}")
 print(f"median strength of the 90 others:          {np.median(model.alpha_[~useful]):.2g}")
@@ -65,10 +68,8 @@ print(f"median strength of the 90 others:          {np.median(model.alpha_[~usef
 # %%
 # :class:`~skbilevel.StrengthsDisplay` shows the strengths on a log scale.
 # With more than ``max_features`` of them it shows those farthest from the
-# median. Here the median is at the top of the box, since most noise
-# features are switched off; the bars are mostly the useful features, near
-# the bottom of the box (nearly unpenalized), and the few noise features
-# that were not pushed all the way up.
+# median, a noise feature's: the bars are mostly the useful features, far
+# below it.
 names = [f"useful {k}" if k < n_useful else f"noise {k}" for k in range(n_features)]
 StrengthsDisplay.from_estimator(model, feature_names=names, max_features=25)
 

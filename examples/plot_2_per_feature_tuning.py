@@ -48,9 +48,10 @@ print(data.feature_names[::10].tolist())
 # random holdout of a quarter of the 284 training rows (``cv=None``, the
 # default), then refit on all of them; on data this small ``solver="auto"``
 # runs the deterministic reference solver. The per-feature model runs twice:
-# with each strength free (the default), and with ``spread_penalty=1.0``, a
-# Gaussian prior that keeps the log-strengths near their common level, as
-# heavy as one validation row.
+# with each strength free (``spread_penalty=0``), and with the default
+# ``spread_penalty=1``, a Gaussian prior that keeps the log-strengths near
+# their common level (relative to the features' scales), as heavy as one
+# validation row.
 models = {
     "LogisticRegressionCV, 10 values of C, 5 folds": LogisticRegressionCV(
         Cs=10, cv=5, scoring="neg_log_loss", l1_ratios=(0.0,), use_legacy_attributes=False
@@ -59,9 +60,11 @@ models = {
     "bilevel, 3 strengths (grouped)": BilevelLogisticRegressionCV(
         penalty="grouped", groups=kind, random_state=0
     ),
-    "bilevel, 30 strengths (per feature)": BilevelLogisticRegressionCV(random_state=0),
-    "bilevel, 30 strengths, spread_penalty=1": BilevelLogisticRegressionCV(
-        spread_penalty=1.0, random_state=0
+    "bilevel, 30 free strengths (spread_penalty=0)": BilevelLogisticRegressionCV(
+        spread_penalty=0.0, random_state=0
+    ),
+    "bilevel, 30 strengths (per feature, default)": BilevelLogisticRegressionCV(
+        random_state=0
     ),
 }
 print(f"{'model':<46s} {'validation':>10s} {'test':>8s} {'accuracy':>9s} {'time':>6s}")
@@ -88,7 +91,7 @@ for name, estimator in models.items():
 # strengths fit the validation rows themselves. Many end at the bounds of the
 # search box (``exp(-15)`` and ``exp(15)``), which switches features fully on
 # or off:
-per_feature = fitted["bilevel, 30 strengths (per feature)"]
+per_feature = fitted["bilevel, 30 free strengths (spread_penalty=0)"]
 at_bounds = np.isclose(np.log(per_feature.alpha_), -15) | np.isclose(
     np.log(per_feature.alpha_), 15
 )
@@ -102,7 +105,7 @@ display.ax_.set_title("Breast cancer: 30 free strengths tuned on 71 validation r
 # and limits the damage on the test rows; it does not make 30 strengths a good
 # idea on 71 validation rows. The grouped strengths are another middle
 # ground: three hyperparameters for 71 validation rows.
-log_strengths = np.log(fitted["bilevel, 30 strengths, spread_penalty=1"].alpha_)
+log_strengths = np.log(fitted["bilevel, 30 strengths (per feature, default)"].alpha_)
 print(f"spread_penalty=1: log-strengths from {log_strengths.min():.2f} "
       f"to {log_strengths.max():.2f}")
 for group, alpha in zip(["mean", "standard error", "worst"],

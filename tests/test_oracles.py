@@ -192,7 +192,14 @@ def test_spread_penalty_matches_finite_differences(make_data, hyperparams, input
     spread = 0.7
     problem = _build(data, "logistic", hyperparams, True, input_kind, spread_penalty=spread)
     z, _, x = _point(problem)
-    centered = x - x.mean()
+    # The centre: log of each group's mean of its features' scales, the mean
+    # squares of their non-zero values.
+    groups = problem.hyperparams.groups_
+    X_train = np.asarray(data[0])
+    scales = (X_train ** 2).sum(axis=0) / np.count_nonzero(X_train, axis=0)
+    offset = np.log(np.bincount(groups, scales) / np.bincount(groups))
+    np.testing.assert_allclose(problem.spread_offset, offset, rtol=1e-12)
+    centered = (x - offset) - (x - offset).mean()
     assert problem.outer_value(z, x) == pytest.approx(
         plain.outer_value(z, x) + 0.5 * spread * centered @ centered, rel=1e-13)
     assert problem.validation_loss(z) == pytest.approx(plain.outer_value(z, x), rel=1e-13)
@@ -204,6 +211,39 @@ def test_spread_penalty_matches_finite_differences(make_data, hyperparams, input
     assert _rel_err(problem.outer_grad_x(z, x), fd) < FD_TOL
     assert problem.outer_value(z, x + 3.0) == pytest.approx(problem.outer_value(z, x), rel=1e-12)
     np.testing.assert_array_equal(problem.outer_grad_x(z, x, rows), problem.outer_grad_x(z, x))
+
+
+@pytest.mark.parametrize("input_kind", ["dense", "csr"])
+def test_spread_penalty_does_not_depend_on_the_features_units(make_data, input_kind):
+    """A feature scaled by ``a`` takes a strength ``a^2`` times larger at no cost."""
+    X_train, y_train, X_val, y_val = make_data("logistic")
+    units = np.ones(X_train.shape[1])
+    units[[0, 2]] = 10.0, 0.01
+    original = _build((X_train, y_train, X_val, y_val), "logistic", "feature", True,
+                      input_kind, spread_penalty=0.7)
+    rescaled = _build((X_train * units, y_train, X_val * units, y_val), "logistic",
+                      "feature", True, input_kind, spread_penalty=0.7)
+    z, _, x = _point(original)
+    x_rescaled = x + 2 * np.log(units)
+    assert rescaled.spread(x_rescaled) == pytest.approx(original.spread(x), rel=1e-12)
+    np.testing.assert_allclose(rescaled.outer_grad_x(z, x_rescaled),
+                               original.outer_grad_x(z, x), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("input_kind", ["dense", "csr"])
+def test_a_rare_feature_has_the_scale_of_its_values(input_kind):
+    X = np.zeros((6, 3))
+    X[:, 0] = 0.5  # frequent
+    X[[1, 4], 1] = 0.5, -0.5  # rare, same values
+    X[2, 2] = 3.0
+    X = {"dense": X, "csr": sp.csr_matrix(X)}[input_kind]
+    np.testing.assert_allclose(DesignMatrix(X).nonzero_column_scales(), [0.25, 0.25, 9.0])
+
+
+def test_spread_offset_of_an_all_zero_feature_is_the_mean_of_the_others():
+    hyperparams = FeatureL2().bind(3, 4)
+    offsets = hyperparams.feature_scale_offsets(np.array([1.0, 0.0, np.e ** 2]))
+    np.testing.assert_allclose(offsets, [0.0, 1.0, 2.0])
 
 
 # -- minibatches ---------------------------------------------------------------
@@ -539,3 +579,23 @@ def test_squared_row_norms(make_data, input_kind):
     X = make_data("logistic")[0]
     design = DesignMatrix({"dense": np.asarray, "csr": sp.csr_matrix}[input_kind](X))
     np.testing.assert_allclose(design.squared_row_norms(), (X ** 2).sum(1), rtol=1e-14)
+
+
+@pytest.mark.parametrize("input_kind", ["dense", "csr"])
+def test_block_smoothness_bounds_the_data_hessian(make_data, input_kind):
+    """Features: the largest eigenvalue of the bound's Hessian (within the margin); intercept."""
+    data = make_data("logistic")
+    weights = _sample_weight(len(data[1]))
+    problem = _build(data, "logistic", "feature", True, input_kind, sample_weight=weights)
+    x = np.zeros(problem.n_outer)
+    X = np.asarray(data[0])
+    curvature_weights = 0.25 * weights
+    exact = np.linalg.eigvalsh(X.T @ (curvature_weights[:, None] * X) / len(weights))[-1]
+    full, per_sample = problem.feature_smoothness(x)
+    assert exact <= full <= 1.05 * exact * (1 + 2e-3)
+    np.testing.assert_allclose(per_sample, curvature_weights * (X ** 2).sum(1), rtol=1e-12)
+    full, per_sample = problem.intercept_smoothness(x)
+    assert full == pytest.approx(curvature_weights.mean(), rel=1e-12)
+    np.testing.assert_allclose(per_sample, curvature_weights, rtol=1e-12)
+    no_intercept = _build(data, "logistic", "feature", False, input_kind)
+    assert no_intercept.intercept_smoothness(x) is None

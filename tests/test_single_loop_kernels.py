@@ -95,7 +95,10 @@ def test_saba_kernel_converges_at_fixed_x(hyperparams, loss):
 
 
 def _saba_direct(problem, x, n_iter, batch_size, inner_step, outer_step, seed):
-    """SABA with per-sample memories and a dense outer update, written plainly."""
+    """SABA with per-sample memories and a dense outer update, written plainly.
+
+    ``inner_step`` is one step per inner coordinate.
+    """
     rng = np.random.default_rng(seed)
     train, val = BatchStream(problem.n_train, batch_size, rng), BatchStream(
         problem.n_val, batch_size, rng)
@@ -138,10 +141,12 @@ def test_saba_kernel_equals_direct_saga(hyperparams):
     solver = SABA(batch_size=16, step_size=0.2, outer_step_size=3.0)
     state = solver._initialize(problem, x0.copy(), np.random.default_rng(5))
     state.inner_step, state.outer_step = 0.2, 3.0
+    assert state.column_scale[-1] != 1.0  # the intercept's own step is exercised
     for _ in range(3):
         solver._kernel_epoch(problem, state, state.memory)
     n_iter = 3 * state.train.batches_per_pass()
-    x, z, v = _saba_direct(problem, x0, n_iter, 16, 0.2, 3.0, seed=5)
+    inner_steps = 0.2 * np.tile(state.column_scale, problem.coef_shape[0])
+    x, z, v = _saba_direct(problem, x0, n_iter, 16, inner_steps, 3.0, seed=5)
     np.testing.assert_allclose(state.x, x, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(state.z, z, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(state.v, v, rtol=1e-9, atol=1e-12)

@@ -1,9 +1,12 @@
 """The stochastic solvers against closed forms and the reference solver."""
 
+import warnings
+
 import numpy as np
 import pytest
-from skbilevel.problems import make_quadratic_problem
-from skbilevel.solvers import SOLVERS, BatchStream, DivergenceWarning, get_solver
+import scipy.sparse as sp
+from skbilevel.problems import LinearBilevelProblem, ScalarL2, make_quadratic_problem
+from skbilevel.solvers import SABA, SOLVERS, BatchStream, DivergenceWarning, get_solver
 
 #: Epoch budgets that let every solver meet the targets below with defaults.
 QUADRATIC_EPOCHS = {"soba": 1500, "saba": 1500, "amigo": 2000, "sid": 25000, "stocbio": 20000,
@@ -174,3 +177,28 @@ def test_batch_stream_take_gives_the_batches_of_next():
 def test_unknown_solver():
     with pytest.raises(ValueError, match="solver must be one of"):
         get_solver("adam")
+
+
+def test_saba_first_epoch_fills_its_memories_unchecked():
+    """From empty SAGA memories an epoch may raise the inner gradient: no divergence."""
+    rng = np.random.default_rng(0)
+    X = sp.random(600, 3000, density=0.01, random_state=0, format="csr")
+    X = sp.diags(1 / np.sqrt(X.multiply(X).sum(1).A.ravel())) @ X  # tf-idf-like rows
+    y = rng.integers(0, 5, 600).astype(float)
+    problem = LinearBilevelProblem(X[:400], y[:400], X[400:], y[400:], loss="multinomial",
+                                   hyperparams=ScalarL2())
+    x0 = np.zeros(1)
+    solver = SABA()
+    state = solver._initialize(problem, x0.copy(), np.random.default_rng(0))
+    state.inner_step, state.outer_step, state.radius = solver._default_inner_step(
+        problem, state), 0.0, None
+    before = np.linalg.norm(problem.inner_grad(state.z, x0))
+    solver._kernel_epoch(problem, state, state.memory)
+    assert np.linalg.norm(problem.inner_grad(state.z, x0)) > 2 * before
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DivergenceWarning)
+        SABA().solve(problem, x0, max_epochs=5, random_state=0)
+    strict = SABA()
+    strict.empty_memory_start = False  # held to the gradient test from the start
+    with pytest.warns(DivergenceWarning):
+        strict.solve(problem, x0, max_epochs=5, random_state=0)

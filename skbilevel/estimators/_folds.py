@@ -44,7 +44,8 @@ class FoldAverageProblem(LinearBilevelProblem):
         runs them in one.
 
     The folds' common ``spread_penalty`` weighs the spread of the shared
-    ``x`` in ``F``.
+    ``x`` in ``F``, around the mean of the folds' centres
+    (``spread_offset``).
     """
 
     def __init__(self, problems, n_jobs=None):
@@ -66,6 +67,7 @@ class FoldAverageProblem(LinearBilevelProblem):
         train = np.array([p.n_train for p in problems])
         val = np.array([p.n_val for p in problems])
         self._width = first.coef_shape[1]
+        self._fold_offsets = [p.spread_offset for p in problems]
         scale = np.concatenate([
             np.r_[n / train.sum() * p.hyperparams.scale_, np.zeros(int(p.fit_intercept))]
             for p, n in zip(problems, train)
@@ -88,6 +90,10 @@ class FoldAverageProblem(LinearBilevelProblem):
             val_sample_weight=np.repeat(val.sum() / (len(problems) * val), val),
             spread_penalty=first.spread_penalty,
         )
+
+    def _spread_offset(self):
+        """The folds' mean centre of the spread penalty (their columns are not features)."""
+        return np.mean(self._fold_offsets, axis=0)
 
     def split(self, vector):
         """Return the folds' blocks ``z_f`` of a vector over the inner variables.

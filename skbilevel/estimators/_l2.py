@@ -18,11 +18,14 @@ class BaseL2Tuner(BaseBilevelEstimator):
     one for all (``"scalar"``) or one per group of features (``"grouped"``,
     with ``groups``). With several folds the strengths are shared and the
     outer objective averages the folds' validation losses. To that average
-    the outer objective adds ``(spread_penalty / (2 m)) ||x - mean(x)||^2``,
-    with ``m`` the number of validation rows in all: a Gaussian prior on the
-    log-strengths around their common level, worth ``spread_penalty``
-    validation rows. It keeps many strengths from fitting the noise of few
-    validation rows, and leaves a single strength free.
+    the outer objective adds ``(spread_penalty / (2 m)) ||c - mean(c)||^2``,
+    ``c = x - log(s)`` with ``s`` the mean squares of the features (of each
+    group's features) on the training rows and ``m`` the number of
+    validation rows in all: a Gaussian prior on the log-strengths around
+    their common level, relative to the features' scales so that it does not
+    depend on their units, worth ``spread_penalty`` validation rows. It keeps
+    many strengths from fitting the noise of few validation rows, and leaves
+    a single strength free.
 
     The refit on all ``n_samples`` rows keeps scikit-learn's ``C = 1 / (n alpha)``
     (the strength of a *sum* over the rows) fixed: its strengths are
@@ -38,7 +41,7 @@ class BaseL2Tuner(BaseBilevelEstimator):
         "spread_penalty": [Interval(Real, 0, None, closed="left")],
     }
 
-    def __init__(self, *, penalty="per_feature", groups=None, spread_penalty=0.0,
+    def __init__(self, *, penalty="per_feature", groups=None, spread_penalty=1.0,
                  solver="auto", cv=None,
                  validation_fraction=0.25, max_iter=100, max_epochs=30, time_limit=None,
                  tol=1e-6, batch_size=64, step_size=None, outer_step_size=None,

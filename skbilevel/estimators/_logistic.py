@@ -29,16 +29,17 @@ class BilevelLogisticRegressionCV(LinearClassifierMixin, BaseL2Tuner):
     groups : array-like of int of shape (n_features,), default=None
         Group ``0, ..., n_groups - 1`` of each feature, for
         ``penalty="grouped"``.
-    spread_penalty : float, default=0.0
-        Weight of ``(1/2) ||x - mean(x)||^2`` in the outer objective, in units
+    spread_penalty : float, default=1.0
+        Weight of ``(1/2) ||c - mean(c)||^2`` in the outer objective, in units
         of one validation row's loss (it is divided by the number of
-        validation rows): a Gaussian prior that keeps the log-strengths
-        ``x`` of ``"per_feature"`` and ``"grouped"`` near their common level,
-        so that many strengths do not fit the noise of few validation rows
-        (try 1.0). 0 tunes each strength freely. No effect with
-        ``penalty="scalar"``. It assumes features on comparable scales
-        (standardized): strengths of features on different scales must
-        differ.
+        validation rows), with ``c = x - log(s)``, ``s`` the mean squares of
+        the features (averaged over each group's) on the training rows: a
+        Gaussian prior that keeps the log-strengths ``x`` of
+        ``"per_feature"`` and ``"grouped"`` near their common level, relative
+        to the features' scales (a feature in other units gets its strength
+        rescaled at no cost), so that many strengths do not fit the noise of
+        few validation rows. 0 tunes each strength freely. No effect with
+        ``penalty="scalar"``.
     solver : str, default="auto"
         ``"reference"`` (deterministic: Newton inner solves, exact linear
         system, L-BFGS-B over the strengths) or a stochastic solver of

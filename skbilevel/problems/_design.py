@@ -12,6 +12,9 @@ _EMPTY_FLOAT = np.empty(0)
 #: so one compiled kernel serves both); int64 only from 2**31 non-zeros on.
 _INDEX = np.int32
 _EMPTY_INDEX = np.empty(0, dtype=_INDEX)
+#: Non-zeros per pass of the column reductions of sparse data (bounded
+#: temporaries).
+_CHUNK = 1 << 20
 
 
 class DesignMatrix:
@@ -87,6 +90,25 @@ class DesignMatrix:
             return gram
         column = CX.sum(axis=0)
         return np.block([[gram, column[:, None]], [column[None, :], np.array([[c.sum()]])]])
+
+    def nonzero_column_scales(self):
+        """Return the mean square of the non-zero entries of every column (0 if none).
+
+        The units of a feature, apart from how often it is non-zero: a rare
+        word of tf-idf rows has the scale of a frequent one. Sparse data are
+        reduced in chunks, without a copy.
+        """
+        if not self.sparse:
+            sums = np.einsum("ij,ij->j", self._matrix, self._matrix)
+            counts = np.count_nonzero(self._matrix, axis=0)
+        else:
+            _, data, indices, _ = self.arrays
+            sums, counts = np.zeros(self.shape[1]), np.zeros(self.shape[1])
+            for start in range(0, len(data), _CHUNK):
+                chunk, columns = data[start:start + _CHUNK], indices[start:start + _CHUNK]
+                sums += np.bincount(columns, weights=chunk * chunk, minlength=self.shape[1])
+                counts += np.bincount(columns, weights=chunk != 0, minlength=self.shape[1])
+        return np.divide(sums, counts, out=np.zeros(self.shape[1]), where=counts > 0)
 
     def squared_row_norms(self):
         """Return ``||d_i||^2`` for every row."""

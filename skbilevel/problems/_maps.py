@@ -125,6 +125,26 @@ class GroupedL2(HyperparameterMap):
             self.groups_, weights=self.l2_strengths(x) * w, minlength=self.n_hyperparams
         )
 
+    def feature_scale_offsets(self, scales):
+        """Log of each group's mean of ``scales_k / scale_k`` (penalized features).
+
+        The centre of the spread penalty (``LinearBilevelProblem``), from the
+        features' ``scales`` (mean squares of their values): a feature
+        scaled by ``a`` has its mean square and its best strength multiplied
+        by ``a^2`` (its coefficient shrinks by ``a``), so the spread of
+        ``x_g - offset_g`` does not depend on the features' units. A group
+        whose features are all zero gets the mean of the other offsets.
+        """
+        penalized = self.scale_ > 0
+        ratios = np.divide(scales, self.scale_, out=np.zeros_like(scales), where=penalized)
+        totals = np.bincount(self.groups_, weights=ratios, minlength=self.n_hyperparams)
+        counts = np.bincount(self.groups_, weights=penalized, minlength=self.n_hyperparams)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            offsets = np.log(totals / counts)
+        finite = np.isfinite(offsets)
+        offsets[~finite] = offsets[finite].mean() if finite.any() else 0.0
+        return offsets
+
 
 class FeatureL2(GroupedL2):
     """One L2 strength ``exp(x_k)`` per feature."""

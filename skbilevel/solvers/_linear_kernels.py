@@ -61,9 +61,9 @@ def _clip(value, lower, upper):
 
 @njit(**FAST_JIT)
 def single_loop_chunk(
-    train, val, loss, fit_intercept, kind, groups, scale, spread_penalty,
+    train, val, loss, fit_intercept, kind, groups, scale, spread_penalty, spread_offset,
     Z, V, x, rows, offsets, val_rows, val_offsets,
-    inner_step, outer_step, lower, upper, saga, memory,
+    inner_steps, outer_step, lower, upper, saga, memory,
 ):
     """Run ``len(offsets) - 1`` iterations of SOBA (``saga=False``) or SABA.
 
@@ -77,9 +77,10 @@ def single_loop_chunk(
     kind, groups, scale : int, ndarray, ndarray
         The hyperparameter map: grouped strengths ``scale * exp(x[groups])``,
         or sample weights ``sigmoid(x_i)`` with the fixed strengths ``scale``.
-    spread_penalty : float
-        Weight of ``(1/2) ||x - mean(x)||^2`` in the outer objective (grouped
-        strengths only; exact, added to every outer direction).
+    spread_penalty, spread_offset : float, ndarray of shape (n_outer,)
+        Weight of ``(1/2) ||c - mean(c)||^2``, ``c = x - spread_offset``, in
+        the outer objective (grouped strengths only; exact, added to every
+        outer direction).
     Z, V : ndarray of shape (K, p + fit_intercept)
         Inner and linear-system variables, updated in place.
     x : ndarray of shape (n_outer,)
@@ -87,7 +88,8 @@ def single_loop_chunk(
     rows, offsets, val_rows, val_offsets : ndarray of int64
         Iteration ``t`` uses ``rows[offsets[t]:offsets[t + 1]]`` and the same
         for the validation rows.
-    inner_step : float
+    inner_steps : ndarray of shape (p + fit_intercept,)
+        Inner and linear-system step of every column of ``Z`` and ``V``.
     outer_step, lower, upper : ndarray of shape (n_outer,)
         Step of every coordinate of ``x``, and the box it stays in.
     saga : bool
@@ -110,7 +112,7 @@ def single_loop_chunk(
     d_hvp = np.zeros((K, n_cols))
     d_val = np.zeros((K, n_cols))
     r = np.zeros(n_cols)  # L2 strength of every column (0: the intercept)
-    shrink = np.zeros(n_cols) + 1.0  # 1 / (1 + inner_step r): the proximal step
+    shrink = np.zeros(n_cols) + 1.0  # 1 / (1 + inner_steps r): the proximal step
     zv = np.zeros(n_features)
     u = np.empty(K)
     q = np.empty(K)
@@ -123,7 +125,7 @@ def single_loop_chunk(
     if weighted:
         for j in range(n_features):
             r[j] = scale[j]
-            shrink[j] = 1.0 / (1.0 + inner_step * scale[j])
+            shrink[j] = 1.0 / (1.0 + inner_steps[j] * scale[j])
     # Lazy outer updates (sample weights with SAGA): x[i] is current up to
     # iteration last[i]; after that it moves by a constant push per iteration.
     last = np.zeros(x.shape[0], dtype=np.int64)
@@ -278,7 +280,7 @@ def single_loop_chunk(
         if not weighted:
             for j in range(n_features):
                 r[j] = scale[j] * np.exp(x[groups[j]])
-                shrink[j] = 1.0 / (1.0 + inner_step * r[j])
+                shrink[j] = 1.0 / (1.0 + inner_steps[j] * r[j])
                 zv[j] = 0.0
         # One pass over the coefficients: outer direction of the L2 maps
         # (exact, at the current Z and V), both proximal steps, the SAGA
@@ -294,8 +296,8 @@ def single_loop_chunk(
                     dz = d_grad[k, j] * inv_batch + grad_mean[k, j]
                     dv = (d_hvp[k, j] * inv_batch + d_val[k, j] * inv_val_batch
                           + (hvp_mean[k, j] + val_mean[k, j]))
-                    Z[k, j] = (Z[k, j] - inner_step * dz) * shrink[j]
-                    V[k, j] = (V[k, j] - inner_step * dv) * shrink[j]
+                    Z[k, j] = (Z[k, j] - inner_steps[j] * dz) * shrink[j]
+                    V[k, j] = (V[k, j] - inner_steps[j] * dv) * shrink[j]
                     grad_mean[k, j] += d_grad[k, j] * inv_train
                     hvp_mean[k, j] += d_hvp[k, j] * inv_train
                     val_mean[k, j] += d_val[k, j] * inv_val
@@ -306,8 +308,8 @@ def single_loop_chunk(
                 for j in range(n_cols):
                     dz = d_grad[k, j] * inv_batch
                     dv = d_hvp[k, j] * inv_batch + d_val[k, j] * inv_val_batch
-                    Z[k, j] = (Z[k, j] - inner_step * dz) * shrink[j]
-                    V[k, j] = (V[k, j] - inner_step * dv) * shrink[j]
+                    Z[k, j] = (Z[k, j] - inner_steps[j] * dz) * shrink[j]
+                    V[k, j] = (V[k, j] - inner_steps[j] * dv) * shrink[j]
                     d_grad[k, j] = 0.0
                     d_hvp[k, j] = 0.0
                     d_val[k, j] = 0.0
@@ -325,9 +327,9 @@ def single_loop_chunk(
             if spread_penalty > 0.0:
                 centre = 0.0  # a loop: x.mean() adds most of a second to the compile
                 for h in range(x.shape[0]):
-                    centre += x[h] / x.shape[0]
+                    centre += (x[h] - spread_offset[h]) / x.shape[0]
                 for h in range(x.shape[0]):
-                    dx[h] += spread_penalty * (x[h] - centre)
+                    dx[h] += spread_penalty * (x[h] - spread_offset[h] - centre)
             for h in range(x.shape[0]):
                 x[h] = _clip(x[h] - outer_step[h] * dx[h], lower[h], upper[h])
     if lazy:

@@ -51,6 +51,9 @@ class SOBA(StochasticSolver):
         state.train = BatchStream(problem.n_train, self.batch_size, rng)
         state.val = BatchStream(problem.n_val, self.batch_size, rng)
         state.t = 0
+        # Factor of the inner step on every column of Z and V (kernel epochs).
+        if isinstance(problem, LinearBilevelProblem):
+            state.column_scale = np.ones(problem.coef_shape[1])
         # How far an epoch may move each coordinate of x when the outer step
         # adapts (SABA replaces it by per-coordinate radii); None: no limit.
         state.radius = MAX_EPOCH_MOVE if self.outer_step_size is None else None
@@ -76,8 +79,8 @@ class SOBA(StochasticSolver):
             val_rows, val_offsets = state.val.take(chunk)
             single_loop_chunk(
                 train, val, loss, fit_intercept, kind, groups, l2, problem.spread_penalty,
-                Z, V, state.x,
-                rows, offsets, val_rows, val_offsets, decay * state.inner_step,
+                problem.spread_offset, Z, V, state.x, rows, offsets, val_rows, val_offsets,
+                decay * state.inner_step * state.column_scale,
                 decay * outer_step, lower, upper, self._saga, memory,
             )
             n_samples += len(rows)
