@@ -68,8 +68,8 @@ print(f"median strength of the 90 others:          {np.median(model.alpha_[~usef
 # %%
 # :class:`~skbilevel.StrengthsDisplay` shows the strengths on a log scale.
 # With more than ``max_features`` of them it shows those farthest from the
-# median, a noise feature's: the bars are mostly the useful features, far
-# below it.
+# median, a noise feature's: the ten useful features, far below it, and the
+# noise features farthest from it on either side.
 names = [f"useful {k}" if k < n_useful else f"noise {k}" for k in range(n_features)]
 StrengthsDisplay.from_estimator(model, feature_names=names, max_features=25)
 
