@@ -100,8 +100,8 @@ class EpochCase:
     def _kernel(self, saga):
         Z, V, x = self.Z0.copy(), self.V0.copy(), self.x0.copy()
         single_loop_chunk(
-            *self.args, self.problem.spread_penalty, self.problem.spread_offset, Z, V, x,
-            self.rows, self.offsets, self.val_rows, self.val_offsets, self.inner_steps,
+            *self.args, Z, V, x, self.rows, self.offsets, self.val_rows, self.val_offsets,
+            self.inner_steps,
             self.outer_step, self.lower, self.upper, saga,
             self.memory if saga else self.no_memory,
         )

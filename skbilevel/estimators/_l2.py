@@ -19,9 +19,9 @@ class BaseL2Tuner(BaseBilevelEstimator):
     with ``groups``). With several folds the strengths are shared and the
     outer objective averages the folds' validation losses. To that average
     the outer objective adds ``(spread_penalty / (2 m)) ||c - mean(c)||^2``,
-    ``c = x - log(s)`` with ``s`` the mean squares of the features (of each
-    group's features) on the training rows and ``m`` the number of
-    validation rows in all: a Gaussian prior on the log-strengths around
+    ``c = x - log(s)`` with ``s`` the mean squares of the features' non-zero
+    values (of each group's features) on the training rows and ``m`` the
+    number of validation rows in all: a Gaussian prior on the log-strengths around
     their common level, relative to the features' scales so that it does not
     depend on their units, worth ``spread_penalty`` validation rows. It keeps
     many strengths from fitting the noise of few validation rows, and leaves

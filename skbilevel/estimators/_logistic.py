@@ -33,7 +33,8 @@ class BilevelLogisticRegressionCV(LinearClassifierMixin, BaseL2Tuner):
         Weight of ``(1/2) ||c - mean(c)||^2`` in the outer objective, in units
         of one validation row's loss (it is divided by the number of
         validation rows), with ``c = x - log(s)``, ``s`` the mean squares of
-        the features (averaged over each group's) on the training rows: a
+        the features' non-zero values (averaged over each group's) on the
+        training rows: a
         Gaussian prior that keeps the log-strengths ``x`` of
         ``"per_feature"`` and ``"grouped"`` near their common level, relative
         to the features' scales (a feature in other units gets its strength

@@ -119,8 +119,9 @@ class LinearBilevelProblem(BilevelProblem):
     def kernel_arguments(self):
         """The problem as the arrays and scalars the solvers' Numba kernels take.
 
-        Returns ``(train, val, loss, fit_intercept, kind, groups, scale)`` where
-        ``train`` and ``val`` are ``(X, data, indices, indptr, y, sample_weight)``.
+        Returns ``(train, val, loss, fit_intercept, kind, groups, scale,
+        spread_penalty, spread_offset)`` where ``train`` and ``val`` are
+        ``(X, data, indices, indptr, y, sample_weight)``.
         """
         weight = np.ones(self.n_train) if self.sample_weight is None else self.sample_weight
         val_weight = (
@@ -132,6 +133,8 @@ class LinearBilevelProblem(BilevelProblem):
             self.loss.code,
             self.fit_intercept,
             *self.hyperparams.kernel_arguments(),
+            self.spread_penalty,
+            self.spread_offset,
         )
 
     # -- helpers -----------------------------------------------------------

@@ -68,7 +68,7 @@ class SOBA(StochasticSolver):
         """One epoch in chunks of the Numba kernel (one chunk at fixed steps)."""
         n_iter = state.train.batches_per_pass()
         chunk = 1 if self.decreasing else n_iter
-        train, val, loss, fit_intercept, kind, groups, l2 = problem.kernel_arguments()
+        arguments = problem.kernel_arguments()
         lower, upper = self._outer_box(state)
         outer_step = np.broadcast_to(state.outer_step, state.x.shape).astype(float)
         Z, V = problem._matrix(state.z), problem._matrix(state.v)
@@ -78,8 +78,7 @@ class SOBA(StochasticSolver):
             rows, offsets = state.train.take(chunk)
             val_rows, val_offsets = state.val.take(chunk)
             single_loop_chunk(
-                train, val, loss, fit_intercept, kind, groups, l2, problem.spread_penalty,
-                problem.spread_offset, Z, V, state.x, rows, offsets, val_rows, val_offsets,
+                *arguments, Z, V, state.x, rows, offsets, val_rows, val_offsets,
                 decay * state.inner_step * state.column_scale,
                 decay * outer_step, lower, upper, self._saga, memory,
             )
