@@ -117,13 +117,24 @@ class StochasticSolver:
     def _default_inner_step(self, problem, state):
         """Inner step from the problem's constants: ``1 / L_B`` for batch size ``B``.
 
-        ``L_B`` interpolates between the mean and the largest per-sample
-        smoothness constant as the batch grows.
+        ``L_B`` is :meth:`_batch_smoothness` with the mean per-sample
+        smoothness constant (a bound) as the full-data one.
         """
         smoothness = problem.sample_smoothness(state.x)
-        mean, worst = smoothness.mean(), smoothness.max()
-        batch = min(self.batch_size, problem.n_train)
-        return 1.0 / (mean + (worst - mean) / batch)
+        return 1.0 / self._batch_smoothness(problem, smoothness.mean(), smoothness)
+
+    def _batch_smoothness(self, problem, full, per_sample):
+        """Expected smoothness ``L_B`` of a minibatch of ``B`` of the ``n`` rows.
+
+        Gower et al. (2019), sampling without replacement:
+        ``L_B = n (B - 1) / (B (n - 1)) L + (n - B) / (B (n - 1)) L_max``,
+        from the full data's constant ``L`` to the largest per-sample one.
+        """
+        n, batch = problem.n_train, min(self.batch_size, problem.n_train)
+        worst = float(per_sample.max())
+        if n == 1:
+            return worst
+        return (n * (batch - 1) * full + (n - batch) * worst) / (batch * (n - 1))
 
     def _outer_updates_per_epoch(self, problem):
         """How many outer updates one epoch makes (sets the first outer step)."""

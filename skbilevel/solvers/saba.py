@@ -117,14 +117,6 @@ class SABA(SOBA):
         )
         return state
 
-    def _batch_smoothness(self, problem, full, per_sample):
-        """Expected smoothness ``L_B`` of a minibatch, from ``L`` and ``L_max``."""
-        n, batch = problem.n_train, min(self.batch_size, problem.n_train)
-        worst = float(per_sample.max())
-        if n == 1:
-            return worst
-        return (n * (batch - 1) * full + (n - batch) * worst) / (batch * (n - 1))
-
     def _default_inner_step(self, problem, state):
         if isinstance(problem, LinearBilevelProblem):
             return 0.5 / state.feature_smoothness
