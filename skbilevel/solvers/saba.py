@@ -42,7 +42,9 @@ class SABA(SOBA):
     (``003``: memory per batch).
 
     Default outer steps are per coordinate, in a trust region (see
-    :meth:`StochasticSolver._adapt_coordinate_steps`); its sign tests rely on
+    :meth:`StochasticSolver._adapt_coordinate_steps`), with steps of the
+    common level of ``x`` until its first turn
+    (:meth:`StochasticSolver._move_level`); their sign tests rely on
     the variance reduction, which makes the hypergradient estimate exact at
     a fixed point (SOBA, whose estimates stay noisy, keeps one global step).
 
