@@ -233,6 +233,11 @@ class StochasticSolver:
         With one step, the largest coordinate moves by one unit; with
         per-coordinate steps, every coordinate moves by ``FIRST_RADIUS``
         (a coordinate with a zero estimate gets the step of the largest).
+        Per-coordinate steps stay at most ``1 / spread_penalty`` for a
+        problem with a spread penalty: the penalty is an exact quadratic of
+        curvature ``spread_penalty`` taken by explicit steps, which beyond
+        that swing across the trust box (a penalty worth 10,000 validation
+        rows per strength on IJCNN1: test log-loss 0.278 against 0.2104).
         """
         grad = np.abs(hypergradient(problem, state.z, state.x, state.v))
         largest = grad.max()
@@ -245,7 +250,9 @@ class StochasticSolver:
         state.cap = np.full(problem.n_outer, MAX_RADIUS)
         state.last_move = np.zeros(problem.n_outer)
         state.level_radius, state.level_sign, state.level_move = FIRST_RADIUS, 0.0, 0.0
-        return FIRST_RADIUS / (updates * grad)
+        spread = getattr(problem, "spread_penalty", 0.0)
+        state.max_outer_step = np.inf if spread == 0 else 1.0 / spread
+        return np.minimum(FIRST_RADIUS / (updates * grad), state.max_outer_step)
 
     def _outer_box(self, state):
         """The box of ``x`` for an epoch: the bounds within the trust radii."""
@@ -283,7 +290,8 @@ class StochasticSolver:
         the radius would regrow after every reversal and sustain the swing
         (measured with SABA: relative gaps stuck at 3e-2). Then its step is
         rescaled so that, at this epoch's mean hypergradient, the next epoch
-        moves it by its radius. The steps thus follow the scale of each
+        moves it by its radius (within the cap of :meth:`_size_outer_step`
+        under a spread penalty). The steps thus follow the scale of each
         coordinate's hypergradient (like ``exp(x_k)`` for a small strength
         ``exp(x_k)``, where one global step stalls), and the radii shrink
         where the moves turn into noise. Coordinates that did not move (held
@@ -295,7 +303,7 @@ class StochasticSolver:
         state.cap = np.minimum(MAX_RADIUS, state.cap * _factor(turn, CAP_GROWTH, CAP_SHRINK))
         radius = np.minimum(state.cap, state.radius * _factor(turn, RADIUS_GROWTH, RADIUS_SHRINK))
         scale = np.divide(radius, np.abs(move), out=np.ones_like(radius), where=moved)
-        state.outer_step = state.outer_step * scale
+        state.outer_step = np.minimum(state.outer_step * scale, state.max_outer_step)
         state.radius = radius
         state.last_move = np.where(moved, move, state.last_move)
 
