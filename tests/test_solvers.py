@@ -5,8 +5,15 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from skbilevel.problems import LinearBilevelProblem, ScalarL2, make_quadratic_problem
-from skbilevel.solvers import SABA, SOLVERS, BatchStream, DivergenceWarning, get_solver
+from skbilevel.problems import FeatureL2, LinearBilevelProblem, ScalarL2, make_quadratic_problem
+from skbilevel.solvers import (
+    SABA,
+    SOLVERS,
+    BatchStream,
+    DivergenceWarning,
+    get_solver,
+    solve_reference,
+)
 
 #: Epoch budgets that let every solver meet the targets below with defaults.
 QUADRATIC_EPOCHS = {"soba": 1500, "saba": 1500, "amigo": 2000, "sid": 25000, "stocbio": 20000,
@@ -131,9 +138,6 @@ def test_saba_on_small_nearly_separable_data(exact_h):
     from sklearn.model_selection import StratifiedKFold, train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    from skbilevel.problems import LinearBilevelProblem
-    from skbilevel.solvers import solve_reference
-
     X, y = load_breast_cancer(return_X_y=True)
     X, _, y, _ = train_test_split(X, y, test_size=0.5, stratify=y, random_state=0)
     X, y = StandardScaler().fit_transform(X), 2.0 * y - 1.0
@@ -210,8 +214,6 @@ def _sparse_features_of_spread_scales(spread_penalty):
     The penalty is centred on the features' scales, and the best common
     level of ``x`` is near -7 (strengths of about ``1e-3``).
     """
-    from skbilevel.problems import FeatureL2
-
     rng = np.random.default_rng(0)
     X = sp.random(1300, 200, density=0.05, random_state=rng, format="csr")
     X.data = rng.lognormal(size=X.data.size)
@@ -230,8 +232,6 @@ def test_saba_moves_the_common_level_of_many_strengths(exact_h):
     stayed within 0.1 of 0 and the relative gap at 7.6e-2 (seeds 0 to 2);
     with them the mean reaches -7.8 and the gap 1.5e-2.
     """
-    from skbilevel.solvers import solve_reference
-
     problem = _sparse_features_of_spread_scales(1 / 300)
     x0 = np.zeros(200)
     x_star = solve_reference(problem, x0, tol=1e-6).x
@@ -250,8 +250,6 @@ def test_saba_under_a_stiff_spread_penalty(exact_h):
     were not held below ``1 / spread_penalty`` (the coordinates swung across
     their trust boxes and the spread term ended 33 above ``h*``).
     """
-    from skbilevel.solvers import solve_reference
-
     problem = _sparse_features_of_spread_scales(1e4 / 300)
     x0 = np.zeros(200)
     centre = problem.spread_offset - problem.spread_offset.mean()

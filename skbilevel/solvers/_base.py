@@ -233,11 +233,8 @@ class StochasticSolver:
         With one step, the largest coordinate moves by one unit; with
         per-coordinate steps, every coordinate moves by ``FIRST_RADIUS``
         (a coordinate with a zero estimate gets the step of the largest).
-        Per-coordinate steps stay at most ``1 / spread_penalty`` for a
-        problem with a spread penalty: the penalty is an exact quadratic of
-        curvature ``spread_penalty`` taken by explicit steps, which beyond
-        that swing across the trust box (a penalty worth 10,000 validation
-        rows per strength on IJCNN1: test log-loss 0.278 against 0.2104).
+        Per-coordinate steps start the state of
+        :meth:`_start_coordinate_steps`, whose cap they respect.
         """
         grad = np.abs(hypergradient(problem, state.z, state.x, state.v))
         largest = grad.max()
@@ -246,13 +243,24 @@ class StochasticSolver:
         if not self.per_coordinate_steps:
             return 1.0 / (updates * largest)
         grad[grad == 0.0] = largest
+        self._start_coordinate_steps(problem, state)
+        return np.minimum(FIRST_RADIUS / (updates * grad), state.max_outer_step)
+
+    def _start_coordinate_steps(self, problem, state):
+        """Set the trust radii, their caps, the level's steps and the step cap.
+
+        Per-coordinate steps stay at most ``1 / spread_penalty`` for a
+        problem with a spread penalty: the penalty is an exact quadratic of
+        curvature ``spread_penalty`` taken by explicit steps, which beyond
+        that swing across the trust box (a penalty worth 10,000 validation
+        rows per strength on IJCNN1: test log-loss 0.278 against 0.2104).
+        """
         state.radius = np.full(problem.n_outer, FIRST_RADIUS)
         state.cap = np.full(problem.n_outer, MAX_RADIUS)
         state.last_move = np.zeros(problem.n_outer)
         state.level_radius, state.level_sign, state.level_move = FIRST_RADIUS, 0.0, 0.0
         spread = getattr(problem, "spread_penalty", 0.0)
         state.max_outer_step = np.inf if spread == 0 else 1.0 / spread
-        return np.minimum(FIRST_RADIUS / (updates * grad), state.max_outer_step)
 
     def _outer_box(self, state):
         """The box of ``x`` for an epoch: the bounds within the trust radii."""
@@ -290,8 +298,8 @@ class StochasticSolver:
         the radius would regrow after every reversal and sustain the swing
         (measured with SABA: relative gaps stuck at 3e-2). Then its step is
         rescaled so that, at this epoch's mean hypergradient, the next epoch
-        moves it by its radius (within the cap of :meth:`_size_outer_step`
-        under a spread penalty). The steps thus follow the scale of each
+        moves it by its radius (within the cap of
+        :meth:`_start_coordinate_steps` under a spread penalty). The steps thus follow the scale of each
         coordinate's hypergradient (like ``exp(x_k)`` for a small strength
         ``exp(x_k)``, where one global step stalls), and the radii shrink
         where the moves turn into noise. Coordinates that did not move (held
@@ -323,7 +331,8 @@ class StochasticSolver:
         direction. At the first turn, the last shift is half undone and the
         level retires, leaving the coordinates to refine. A shift leaves
         the outer objective unchanged (the spread penalty ignores the
-        level) but for the bounds.
+        level) but for the bounds. The same holds for any ``x`` of several
+        coordinates (the logits of sample weights too).
         """
         if state.level_radius == 0.0:
             return
