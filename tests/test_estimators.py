@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from skbilevel import BilevelLogisticRegressionCV, BilevelRidgeCV, HyperCleaner
 from skbilevel.estimators import FoldAverageProblem
+from skbilevel.estimators import _folds as folds_module
 from skbilevel.problems import GroupedL2, LinearBilevelProblem, SampleWeights
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -131,12 +132,16 @@ def test_penalties_shapes(cancer, penalty):
 @pytest.mark.parametrize("loss", ["logistic", "multinomial"])
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_fold_average_problem_oracles(loss, fit_intercept, sparse):
+def test_fold_average_problem_oracles(loss, fit_intercept, sparse, monkeypatch):
     """The folds' average against the folds' own problems, full data and minibatches.
 
     Folds of unequal sizes, so that each fold's L2 factor ``n_f / N`` and each
-    validation row's weight ``M / (K m_f)`` matter; user sample weights.
+    validation row's weight ``M / (K m_f)`` matter; user sample weights. The
+    Hessian's blocks from dense copies of the folds' rows (dense data) or from
+    their CSR rows (sparse data: a fill threshold no block reaches).
     """
+    if sparse:
+        monkeypatch.setattr(folds_module, "DENSE_BLOCK_FILL", 2.0)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((60, 4))
     X[rng.random(X.shape) < 0.3] = 0.0
@@ -189,6 +194,15 @@ def test_fold_average_problem_oracles(loss, fit_intercept, sparse):
         parts = np.array_split(rng.permutation(rows), 5)
         estimate = sum(len(p) * batch(p) for p in parts) / n_rows
         np.testing.assert_allclose(estimate, full, atol=1e-12)
+    # the Hessian, one block per fold: the folds' own, weighted by n_f / N
+    assert average.hessian_block_size == problems[0].n_inner
+    full = average.inner_hessian(z, x)
+    scattered = np.zeros_like(full)
+    for (index, block), w, p, zf in zip(average.inner_hessian_blocks(z, x), weights,
+                                         problems, zs):
+        np.testing.assert_allclose(block, w * p.inner_hessian(zf, x), rtol=1e-12, atol=1e-14)
+        scattered[np.ix_(index, index)] = block
+    np.testing.assert_allclose(scattered, full, rtol=1e-12, atol=1e-14)
     # threads over the rows give the same full-data derivatives
     threaded = FoldAverageProblem(problems, n_jobs=2)
     try:

@@ -7,6 +7,14 @@ import scipy.sparse as sp
 from joblib import effective_n_jobs
 
 from ..problems import GroupedL2, LinearBilevelProblem
+from ..problems._design import DesignMatrix
+from ..problems._linear import data_hessian
+
+#: A fold's block of the stacked rows is made dense for its Hessian when at
+#: least this share of its entries is stored: the stacked matrix is CSR even
+#: when the folds' data were dense (800 x 201 rows of ones: 62 ms per block by
+#: the CSR kernel).
+DENSE_BLOCK_FILL = 0.25
 
 
 class FoldAverageProblem(LinearBilevelProblem):
@@ -67,6 +75,7 @@ class FoldAverageProblem(LinearBilevelProblem):
         train = np.array([p.n_train for p in problems])
         val = np.array([p.n_val for p in problems])
         self._width = first.coef_shape[1]
+        self._row_bounds = np.concatenate([[0], np.cumsum(train)])
         self._fold_offsets = [p.spread_offset for p in problems]
         scale = np.concatenate([
             np.r_[n / train.sum() * p.hyperparams.scale_, np.zeros(int(p.fit_intercept))]
@@ -94,6 +103,30 @@ class FoldAverageProblem(LinearBilevelProblem):
     def _spread_offset(self):
         """The folds' mean centre of the spread penalty (their columns are not features)."""
         return np.mean(self._fold_offsets, axis=0)
+
+    @property
+    def hessian_block_size(self):
+        return self.coef_shape[0] * self._width
+
+    def inner_hessian_blocks(self, z, x):
+        """The Hessian of each fold's model: the folds' models do not interact."""
+        curvatures = self._curvatures(z, x)
+        l2 = self.inner_l2(x)
+        matrix = self.train.tocsr()
+        K, n_cols = self.coef_shape
+        blocks = []
+        for f in range(self.n_folds):
+            rows = slice(self._row_bounds[f], self._row_bounds[f + 1])
+            columns = np.arange(f * self._width, (f + 1) * self._width)
+            fold = matrix[rows][:, columns]
+            if fold.nnz >= DENSE_BLOCK_FILL * fold.shape[0] * fold.shape[1]:
+                fold = fold.toarray()  # BLAS products, not the CSR kernel
+            design = DesignMatrix(fold)
+            block = data_hessian(design, False, curvatures[rows])
+            index = (np.arange(K)[:, None] * n_cols + columns).ravel()
+            block[np.diag_indices(len(index))] += l2[index]
+            blocks.append((index, block))
+        return blocks
 
     def split(self, vector):
         """Return the folds' blocks ``z_f`` of a vector over the inner variables.

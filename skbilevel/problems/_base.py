@@ -49,6 +49,20 @@ class BilevelProblem:
         identity = np.eye(self.n_inner)
         return np.column_stack([self.inner_hvp(z, x, e) for e in identity])
 
+    @property
+    def hessian_block_size(self):
+        """Size of the largest block of :meth:`inner_hessian_blocks`."""
+        return self.n_inner
+
+    def inner_hessian_blocks(self, z, x):
+        """Return ``d11 G(z, x)`` as its diagonal blocks: a list of ``(index, block)``.
+
+        ``block`` is the dense Hessian of the inner variables ``z[index]``,
+        and the blocks do not interact. One block, the whole Hessian, unless
+        the inner variables split into independent groups.
+        """
+        return [(np.arange(self.n_inner), self.inner_hessian(z, x))]
+
     def inner_cross(self, z, x, v, rows=None):
         """Return ``d21 G(z, x) v``."""
         raise NotImplementedError

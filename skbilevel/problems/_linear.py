@@ -262,19 +262,15 @@ class LinearBilevelProblem(BilevelProblem):
         Block ``(k, l)`` (classes) is ``D^T diag(c_kl) D`` with ``D = [X, 1]``
         and ``c_kl`` the rows' weighted loss curvatures.
         """
-        rows = self._all_train
-        K, n_cols = self.coef_shape
-        U = self.train.margins(self._matrix(z), self.fit_intercept)
-        C = self.loss.curvatures(self.y_train, U) * self._train_weights(x, rows)[:, None, None]
-        hessian = np.empty((K, n_cols, K, n_cols))
-        for k in range(K):
-            for l in range(k, K):
-                block = self.train.weighted_gram(C[:, k, l], self.fit_intercept)
-                hessian[k, :, l, :] = block
-                hessian[l, :, k, :] = block.T
-        hessian = hessian.reshape(self.n_inner, self.n_inner)
+        hessian = data_hessian(self.train, self.fit_intercept, self._curvatures(z, x))
         hessian[np.diag_indices(self.n_inner)] += self.inner_l2(x)
         return hessian
+
+    def _curvatures(self, z, x):
+        """The training rows' weighted loss curvatures, of shape (n_train, K, K)."""
+        U = self.train.margins(self._matrix(z), self.fit_intercept)
+        weights = self._train_weights(x, self._all_train)
+        return self.loss.curvatures(self.y_train, U) * weights[:, None, None]
 
     def inner_cross(self, z, x, v, rows=None):
         full_data = rows is None
@@ -452,3 +448,20 @@ def _check_rows(rows, n_rows):
     if rows.min() < 0 or rows.max() >= n_rows:
         raise ValueError(f"rows must lie in [0, {n_rows}); got values outside.")
     return rows.astype(np.int64, copy=False)
+
+
+def data_hessian(design, fit_intercept, curvatures):
+    """The data part of ``d11 G``, dense: block ``(k, l)`` is ``D^T diag(c_kl) D``.
+
+    ``D = [X, 1]`` (or ``X``) is ``design``'s matrix and ``c_kl`` the rows'
+    ``curvatures[:, k, l]``.
+    """
+    K = curvatures.shape[1]
+    n_cols = design.shape[1] + fit_intercept
+    hessian = np.empty((K, n_cols, K, n_cols))
+    for k in range(K):
+        for l in range(k, K):
+            block = design.weighted_gram(curvatures[:, k, l], fit_intercept)
+            hessian[k, :, l, :] = block
+            hessian[l, :, k, :] = block.T
+    return hessian.reshape(K * n_cols, K * n_cols)

@@ -74,21 +74,31 @@ def single_blas_thread():
 def hessian_solver(problem, z, x):
     """Return ``b -> d11 G(z, x)^+ b``, or None for large problems.
 
-    The Hessian comes from ``problem.inner_hessian`` and is
-    pseudo-inverted through its eigendecomposition. Unlike CG, this stays
-    accurate on the ill-conditioned problems that nearly separable data with
-    tiny strengths produce, and it gives the minimum-norm solution where the
-    Hessian is singular (the multinomial intercepts, which are defined up to
-    a common constant), so iterates stay in its range.
+    The Hessian comes from ``problem.inner_hessian_blocks`` (the folds of
+    cross-validation give one block per fold), each block pseudo-inverted
+    through its eigendecomposition. Unlike CG, this stays accurate on the
+    ill-conditioned problems that nearly separable data with tiny strengths
+    produce, and it gives the minimum-norm solution where the Hessian is
+    singular (the multinomial intercepts, which are defined up to a common
+    constant), so iterates stay in its range. None when a block has more than
+    ``DENSE_HESSIAN_MAX`` rows.
     """
-    if problem.n_inner > DENSE_HESSIAN_MAX:
+    if problem.hessian_block_size > DENSE_HESSIAN_MAX:
         return None
+    inverses = []
     with single_blas_thread():
-        hessian = problem.inner_hessian(z, x)
-        eigvals, eigvecs = eigh(0.5 * (hessian + hessian.T), driver="evd")
-    kept = eigvals > problem.n_inner * np.finfo(float).eps * eigvals[-1]
-    eigvals, eigvecs = eigvals[kept], eigvecs[:, kept]
-    return lambda b: eigvecs @ ((eigvecs.T @ b) / eigvals)
+        for index, block in problem.inner_hessian_blocks(z, x):
+            eigvals, eigvecs = eigh(0.5 * (block + block.T), driver="evd")
+            kept = eigvals > len(index) * np.finfo(float).eps * eigvals[-1]
+            inverses.append((index, eigvecs[:, kept], eigvals[kept]))
+
+    def solve(b):
+        out = np.empty_like(b)
+        for index, eigvecs, eigvals in inverses:
+            out[index] = eigvecs @ ((eigvecs.T @ b[index]) / eigvals)
+        return out
+
+    return solve
 
 
 def solve_inner(problem, x, z0, tol, max_iter=100):
