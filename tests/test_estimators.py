@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from skbilevel import BilevelLogisticRegressionCV, BilevelRidgeCV, HyperCleaner
 from skbilevel.estimators import FoldAverageProblem
+from skbilevel.estimators import _base as estimators_base
 from skbilevel.estimators import _folds as folds_module
 from skbilevel.problems import GroupedL2, LinearBilevelProblem, SampleWeights
 
@@ -50,6 +51,26 @@ def _xy(Estimator, cancer):
 
 
 # -- fitted attributes and behaviour -----------------------------------------
+
+
+def test_a_lagging_stochastic_fit_is_caught(cancer, monkeypatch):
+    """SABA on breast cancer, 5 folds: its ``z`` lags far behind ``x``.
+
+    The validation loss at its ``z`` is about a tenth of that at the exact fit
+    while the strengths run to their bound. An explicit ``solver="saba"``
+    says so, and reports the exact fit's score; ``"auto"``, made to start
+    with SABA, solves with the reference instead.
+    """
+    X, y = cancer
+    with pytest.warns(ConvergenceWarning, match="lags behind"):
+        saba = BilevelLogisticRegressionCV(cv=5, solver="saba", random_state=0).fit(X, y)
+    reference = BilevelLogisticRegressionCV(cv=5, solver="reference", random_state=0).fit(X, y)
+    assert saba.best_score_ < reference.best_score_ - 0.1
+    monkeypatch.setattr(estimators_base, "AUTO_REFERENCE_MAX_SIZE", 0)
+    auto = BilevelLogisticRegressionCV(cv=5, random_state=0).fit(X, y)
+    assert auto.solver_ == "reference"
+    np.testing.assert_allclose(auto.coef_, reference.coef_)
+    assert auto.best_score_ == reference.best_score_
 
 
 def test_logistic_attributes(cancer):

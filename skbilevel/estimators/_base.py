@@ -35,6 +35,11 @@ AUTO_REFERENCE_MAX_SIZE = 300_000
 REFIT_TOL, REFIT_MAX_ITER = 1e-8, 200
 REFIT_LBFGS_TOL, REFIT_MAX_LBFGS_ITER = 1e-4, 1000
 
+#: A stochastic solver's validation loss may fall short of that at the exact
+#: fit by this share before its hyperparameters are rejected (small models,
+#: see ``BaseBilevelEstimator._inner_lag``): on IJCNN1 it is 0.1 % above.
+INNER_LAG_RTOL = 1e-2
+
 _SEED_MAX = np.iinfo(np.int32).max
 
 
@@ -261,11 +266,7 @@ class BaseBilevelEstimator(BaseEstimator):
         x0 = None
         if self.warm_start and previous is not None and previous.shape == (problem.n_outer,):
             x0 = previous.copy()
-        if solver == "reference":
-            with np.errstate(all="ignore"):
-                result = solve_reference(problem, x0, tol=self.tol, max_iter=self.max_iter,
-                                         time_limit=self.time_limit, verbose=self.verbose)
-        else:
+        if solver != "reference":
             params = dict(batch_size=self.batch_size, step_size=self.step_size,
                           outer_step_size=self.outer_step_size)
             with np.errstate(all="ignore"):
@@ -273,6 +274,21 @@ class BaseBilevelEstimator(BaseEstimator):
                     problem, x0, max_epochs=self.max_epochs, time_limit=self.time_limit,
                     tol=self.tol, random_state=seed, verbose=self.verbose,
                 )
+            lag = self._inner_lag(problem, result)
+            if lag is not None and self.solver == "auto":
+                solver = "reference"  # run below, from the start
+            elif lag is not None:
+                warnings.warn(
+                    f"{type(self).__name__}: the {solver} solver's inner iterate lags "
+                    f"behind its hyperparameters: validation loss {lag[0]:.4g} at it, "
+                    f"{lag[1]:.4g} at the exact fit. The hyperparameters are not "
+                    "reliable; use solver='reference' or 'auto', or more max_epochs.",
+                    ConvergenceWarning,
+                )
+        if solver == "reference":
+            with np.errstate(all="ignore"):
+                result = solve_reference(problem, x0, tol=self.tol, max_iter=self.max_iter,
+                                         time_limit=self.time_limit, verbose=self.verbose)
         if not (np.isfinite(result.x).all() and np.isfinite(result.z).all()):
             raise FloatingPointError(
                 f"{type(self).__name__}: the {solver} solver returned non-finite values; "
@@ -288,6 +304,32 @@ class BaseBilevelEstimator(BaseEstimator):
         self.solver_ = solver
         self.history_ = self._history(result)
         return result
+
+    def _inner_lag(self, problem, result):
+        """Check a stochastic solver's ``z`` against the exact fit at its ``x``.
+
+        A single-loop solver's ``z`` lags behind ``x``. Where the inner
+        problem is ill-conditioned (nearly separable rows, tiny strengths),
+        the validation loss at ``z`` can look far better than at ``z*(x)``,
+        which draws ``x`` on (breast cancer, 5 folds, SABA: 0.14 at ``z``,
+        1.20 at ``z*``, every strength at its bound). On models whose Hessian
+        blocks are small enough to factorize, ``z`` is replaced in ``result``
+        by ``z*(x)``, and ``(at z, at z*)`` returned when the loss at ``z*``
+        exceeds that at ``z`` by more than ``INNER_LAG_RTOL`` of it (None
+        otherwise, and for large models, which are not checked).
+        """
+        if problem.hessian_block_size > DENSE_HESSIAN_MAX:
+            return None
+        with np.errstate(all="ignore"), single_blas_thread():
+            z, _, _ = solve_inner(problem, result.x, result.z, REFIT_TOL, REFIT_MAX_ITER)
+        at_solver = problem.outer_value(result.z, result.x)
+        exact = problem.outer_value(z, result.x)
+        if not (np.isfinite(z).all() and np.isfinite(exact)):
+            return None  # reported by _run_solver's finiteness check
+        result.z = z
+        if exact - at_solver <= INNER_LAG_RTOL * abs(exact):
+            return None
+        return at_solver, exact
 
     def _history(self, result):
         history = result.history

@@ -40,7 +40,7 @@ class HyperCleaner(LinearClassifierMixin, BaseBilevelEstimator):
         ``"reference"`` or a stochastic solver of
         :data:`skbilevel.solvers.SOLVERS`; ``"auto"`` runs the reference on
         small data (training rows times coefficients at most 300,000) and
-        SABA otherwise.
+        SABA otherwise (checked as in ``BilevelLogisticRegressionCV``).
     validation_fraction : float in (0, 1), default=0.25
         Share of the rows taken as trusted when ``trusted`` is not given.
     max_iter, max_epochs, time_limit, tol, batch_size, step_size, \

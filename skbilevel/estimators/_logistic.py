@@ -47,7 +47,8 @@ class BilevelLogisticRegressionCV(LinearClassifierMixin, BaseL2Tuner):
         :data:`skbilevel.solvers.SOLVERS` (``"saba"``, ``"soba"``,
         ``"amigo"``, ``"sid"``, ``"stocbio"``, ``"aid"``, ``"itd"``).
         ``"auto"`` runs the reference on small data (training rows times
-        coefficients at most 300,000) and SABA otherwise.
+        coefficients at most 300,000) and SABA otherwise; then the reference
+        too if SABA's model lags behind its strengths (see ``best_score_``).
     cv : int, cross-validation generator, iterable or None, default=None
         None: one random holdout of ``validation_fraction`` of the rows
         (stratified). An int ``k``: stratified shuffled ``k``-fold. A splitter
@@ -103,8 +104,14 @@ class BilevelLogisticRegressionCV(LinearClassifierMixin, BaseL2Tuner):
         Outer iterations (reference) or recorded epochs (stochastic solvers).
     best_score_ : float
         Validation score at the end: minus the (fold-averaged) log-loss of
-        the solver's last model, which a stochastic solver's lags behind the
-        exact fit at ``alpha_`` (see the user guide, *Reading history_*).
+        the exact fit at ``alpha_`` on models whose Hessian has at most
+        1,000 rows (per fold), of the solver's last model on larger ones,
+        where a stochastic solver's lags behind the exact fit (see the user
+        guide, *Reading history_*). On small models, a stochastic solver
+        whose last model scored more than 1% better than the exact fit
+        (it drew the strengths where the exact fit is worse) raises a
+        ``ConvergenceWarning``, or, with ``solver="auto"``, is replaced by
+        the reference.
     history_ : dict of ndarray
         Per outer iteration or epoch: ``time``, ``epoch``,
         ``outer_objective`` (what the solver minimizes: validation log-loss
