@@ -59,7 +59,8 @@ def test_a_lagging_stochastic_fit_is_caught(cancer, monkeypatch):
     The validation loss at its ``z`` is about a tenth of that at the exact fit
     while the strengths run to their bound. An explicit ``solver="saba"``
     says so, and reports the exact fit's score; ``"auto"``, made to start
-    with SABA, solves with the reference instead.
+    with SABA, solves with the reference instead. Without the check, the
+    score of SABA's lagging model stands.
     """
     X, y = cancer
     with pytest.warns(ConvergenceWarning, match="lags behind"):
@@ -71,6 +72,15 @@ def test_a_lagging_stochastic_fit_is_caught(cancer, monkeypatch):
     assert auto.solver_ == "reference"
     np.testing.assert_allclose(auto.coef_, reference.coef_)
     assert auto.best_score_ == reference.best_score_
+    # Where the check would cost too much, SABA's own last model stands.
+    monkeypatch.setattr(estimators_base, "INNER_CHECK_MAX_COST", 0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        unchecked = BilevelLogisticRegressionCV(cv=5, random_state=0).fit(X, y)
+    assert unchecked.solver_ == "saba"
+    assert not any("lags behind" in str(w.message) for w in caught)
+    np.testing.assert_allclose(unchecked.x_, saba.x_)  # the same run,
+    assert unchecked.best_score_ > saba.best_score_ + 0.1  # scored at its lagging model
 
 
 def test_logistic_attributes(cancer):

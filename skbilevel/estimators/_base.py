@@ -40,6 +40,12 @@ REFIT_LBFGS_TOL, REFIT_MAX_LBFGS_ITER = 1e-4, 1000
 #: see ``BaseBilevelEstimator._inner_lag``): on IJCNN1 it is 0.1 % above.
 INNER_LAG_RTOL = 1e-2
 
+#: The check is skipped when one Hessian of the Newton solves it makes costs
+#: more multiply-adds than this (training rows times the square of the
+#: Hessian block's size): a few seconds each, where a million dense rows of
+#: 500 features would take minutes, more than the stochastic fit.
+INNER_CHECK_MAX_COST = 1e10
+
 _SEED_MAX = np.iinfo(np.int32).max
 
 
@@ -313,12 +319,14 @@ class BaseBilevelEstimator(BaseEstimator):
         the validation loss at ``z`` can look far better than at ``z*(x)``,
         which draws ``x`` on (breast cancer, 5 folds, SABA: 0.14 at ``z``,
         1.20 at ``z*``, every strength at its bound). On models whose Hessian
-        blocks are small enough to factorize, ``z`` is replaced in ``result``
-        by ``z*(x)``, and ``(at z, at z*)`` returned when the loss at ``z*``
+        blocks are small enough to factorize, and cheap enough to build
+        (``INNER_CHECK_MAX_COST``), ``z`` is replaced in ``result`` by
+        ``z*(x)``, and ``(at z, at z*)`` returned when the loss at ``z*``
         exceeds that at ``z`` by more than ``INNER_LAG_RTOL`` of it (None
         otherwise, and for large models, which are not checked).
         """
-        if problem.hessian_block_size > DENSE_HESSIAN_MAX:
+        size = problem.hessian_block_size
+        if size > DENSE_HESSIAN_MAX or problem.n_train * size**2 > INNER_CHECK_MAX_COST:
             return None
         with np.errstate(all="ignore"), single_blas_thread():
             z, _, _ = solve_inner(problem, result.x, result.z, REFIT_TOL, REFIT_MAX_ITER)

@@ -105,7 +105,8 @@ class BilevelLogisticRegressionCV(LinearClassifierMixin, BaseL2Tuner):
     best_score_ : float
         Validation score at the end: minus the (fold-averaged) log-loss of
         the exact fit at ``alpha_`` on models whose Hessian has at most
-        1,000 rows (per fold), of the solver's last model on larger ones,
+        1,000 rows (per fold) and costs at most 1e10 multiply-adds (training
+        rows times its rows squared), of the solver's last model on others,
         where a stochastic solver's lags behind the exact fit (see the user
         guide, *Reading history_*). On small models, a stochastic solver
         whose last model scored more than 1% better than the exact fit
