@@ -168,8 +168,9 @@ def test_fold_average_problem_oracles(loss, fit_intercept, sparse, monkeypatch):
 
     Folds of unequal sizes, so that each fold's L2 factor ``n_f / N`` and each
     validation row's weight ``M / (K m_f)`` matter; user sample weights. The
-    Hessian's blocks from dense copies of the folds' rows (dense data) or from
-    their CSR rows (sparse data: a fill threshold no block reaches).
+    Hessian's per-fold blocks (made to apply by a lower size limit) from dense
+    copies of the folds' rows (dense data) or from their CSR rows (sparse
+    data: a fill threshold no block reaches).
     """
     if sparse:
         monkeypatch.setattr(folds_module, "DENSE_BLOCK_FILL", 2.0)
@@ -225,9 +226,14 @@ def test_fold_average_problem_oracles(loss, fit_intercept, sparse, monkeypatch):
         parts = np.array_split(rng.permutation(rows), 5)
         estimate = sum(len(p) * batch(p) for p in parts) / n_rows
         np.testing.assert_allclose(estimate, full, atol=1e-12)
-    # the Hessian, one block per fold: the folds' own, weighted by n_f / N
-    assert average.hessian_block_size == problems[0].n_inner
+    # the Hessian: one block while it is small, else one block per fold, the
+    # folds' own weighted by n_f / N
     full = average.inner_hessian(z, x)
+    [(index, block)] = average.inner_hessian_blocks(z, x)
+    np.testing.assert_array_equal(index, np.arange(average.n_inner))
+    np.testing.assert_allclose(block, full, rtol=1e-12, atol=1e-14)
+    monkeypatch.setattr(folds_module, "DENSE_HESSIAN_MAX", problems[0].n_inner)
+    assert average.hessian_block_size == problems[0].n_inner
     scattered = np.zeros_like(full)
     for (index, block), w, p, zf in zip(average.inner_hessian_blocks(z, x), weights,
                                          problems, zs):

@@ -9,6 +9,7 @@ from joblib import effective_n_jobs
 from ..problems import GroupedL2, LinearBilevelProblem
 from ..problems._design import DesignMatrix
 from ..problems._linear import data_hessian
+from ..solvers._exact import DENSE_HESSIAN_MAX
 
 #: A fold's block of the stacked rows is made dense for its Hessian when at
 #: least this share of its entries is stored: the stacked matrix is CSR even
@@ -106,10 +107,20 @@ class FoldAverageProblem(LinearBilevelProblem):
 
     @property
     def hessian_block_size(self):
+        if self.n_inner <= DENSE_HESSIAN_MAX:
+            return self.n_inner
         return self.coef_shape[0] * self._width
 
     def inner_hessian_blocks(self, z, x):
-        """The Hessian of each fold's model: the folds' models do not interact."""
+        """The Hessian of each fold's model: the folds' models do not interact.
+
+        One block for all folds when it has at most ``DENSE_HESSIAN_MAX``
+        rows: cutting the folds' rows out costs more than the whole product
+        (diabetes, 5 folds of 11 coefficients: 0.30 s per fit, 0.53 s in
+        blocks).
+        """
+        if self.n_inner <= DENSE_HESSIAN_MAX:
+            return super().inner_hessian_blocks(z, x)
         curvatures = self._curvatures(z, x)
         l2 = self.inner_l2(x)
         matrix = self.train.tocsr()
