@@ -119,7 +119,7 @@ class FoldAverageProblem(LinearBilevelProblem):
         (diabetes, 5 folds of 11 coefficients: 0.30 s per fit, 0.53 s in
         blocks).
         """
-        if self.n_inner <= DENSE_HESSIAN_MAX:
+        if self.hessian_block_size == self.n_inner:
             return super().inner_hessian_blocks(z, x)
         curvatures = self._curvatures(z, x)
         l2 = self.inner_l2(x)

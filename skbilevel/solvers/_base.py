@@ -299,11 +299,12 @@ class StochasticSolver:
         (measured with SABA: relative gaps stuck at 3e-2). Then its step is
         rescaled so that, at this epoch's mean hypergradient, the next epoch
         moves it by its radius (within the cap of
-        :meth:`_start_coordinate_steps` under a spread penalty). The steps thus follow the scale of each
-        coordinate's hypergradient (like ``exp(x_k)`` for a small strength
-        ``exp(x_k)``, where one global step stalls), and the radii shrink
-        where the moves turn into noise. Coordinates that did not move (held
-        at a bound) keep their step and radius.
+        :meth:`_start_coordinate_steps` under a spread penalty). The steps
+        thus follow the scale of each coordinate's hypergradient (like
+        ``exp(x_k)`` for a small strength ``exp(x_k)``, where one global step
+        stalls), and the radii shrink where the moves turn into noise.
+        Coordinates that did not move (held at a bound) keep their step and
+        radius.
         """
         move = state.x - previous.x
         moved = move != 0.0
