@@ -88,8 +88,8 @@ def test_amigo_reaches_quadratic_solution(linear_solver, epochs):
     # One global outer step cannot serve coordinates whose hypergradients
     # shrink like exp(x_k) towards a bound: measured 1.22e-2 after 500
     # epochs, 1.11e-2 after 800 and 1.10e-2 after 1,000.
-    pytest.param("cg", 500, marks=pytest.mark.xfail(
-        strict=True, reason="global outer step: the gap stalls at 1.1e-2")),
+    pytest.param("cg", 500, marks=pytest.mark.xfail(reason="the gap stalls at 1.1e-2",
+                                                    strict=True)),
 ])
 def test_amigo_reduces_logistic_gap(linear_solver, epochs, logistic, exact_h):
     problem, h0, h_star = logistic

@@ -38,5 +38,5 @@ def test_sklearn_compatible(estimator, check):
         # Declared above; not run, as they cost minutes: the duplicated rows
         # of these checks make nearly separable data on which the tuning
         # drives strengths to the bounds.
-        pytest.skip(EXPECTED_FAILED[name])
+        pytest.skip(reason=EXPECTED_FAILED[name])
     check(estimator)  # each check raises (AssertionError, ValueError...) on failure
