@@ -43,7 +43,9 @@ from ..problems._kernels import (
     loss_derivative,
     loss_hessian_apply,
     prefetch,
-    prefetch_row,
+    prefetch_csr_row,
+    prefetch_dense_row,
+    prefetch_rows,
     row_axpy2,
     row_dot2,
     scalar_loss_terms,
@@ -137,8 +139,9 @@ def single_loop_chunk(
     for t in range(n_iter):
         max_batch = max(max_batch, offsets[t + 1] - offsets[t],
                         val_offsets[t + 1] - val_offsets[t])
-    blocked = indptr.shape[0] == 0 and n_features * max_batch <= BLOCK_LIMIT
-    val_blocked = indptrv.shape[0] == 0 and n_features * max_batch <= BLOCK_LIMIT
+    csr, val_csr = indptr.shape[0] > 0, indptrv.shape[0] > 0
+    blocked = not csr and n_features * max_batch <= BLOCK_LIMIT
+    val_blocked = not val_csr and n_features * max_batch <= BLOCK_LIMIT
     n_block = max_batch if blocked or val_blocked else 0
     XT = np.empty((n_features, n_block))
     U = np.empty((K, n_block))
@@ -146,10 +149,8 @@ def single_loop_chunk(
     CG = np.empty((K, n_block))
     CH = np.empty((K, n_block))
     # The first rows of the chunk; later, each batch asks for the next one.
-    for tt in range(min(offsets[1], n_visits)):
-        prefetch_row(X, data, indices, indptr, rows[tt])
-    for tt in range(min(val_offsets[1], n_val_visits)):
-        prefetch_row(Xv, datav, indicesv, indptrv, val_rows[tt])
+    prefetch_rows(X, data, indices, indptr, rows, offsets[1])
+    prefetch_rows(Xv, datav, indicesv, indptrv, val_rows, val_offsets[1])
     for t in range(n_iter):
         start, stop = offsets[t], offsets[t + 1]
         val_start, val_stop = val_offsets[t], val_offsets[t + 1]
@@ -165,7 +166,10 @@ def single_loop_chunk(
             ahead = stop + b if blocked else start + b + PREFETCH_AHEAD
             if ahead < n_visits:
                 i = rows[ahead]
-                prefetch_row(X, data, indices, indptr, i)
+                if csr:
+                    prefetch_csr_row(data, indices, indptr, i)
+                else:
+                    prefetch_dense_row(X, i)
                 prefetch(y, i)
                 prefetch(weight, i)
                 if saga:
@@ -240,7 +244,10 @@ def single_loop_chunk(
             ahead = val_stop + b if val_blocked else val_start + b + PREFETCH_AHEAD
             if ahead < n_val_visits:
                 j = val_rows[ahead]
-                prefetch_row(Xv, datav, indicesv, indptrv, j)
+                if val_csr:
+                    prefetch_csr_row(datav, indicesv, indptrv, j)
+                else:
+                    prefetch_dense_row(Xv, j)
                 prefetch(yv, j)
                 prefetch(weightv, j)
                 if saga:
