@@ -5,18 +5,20 @@ import pytest
 import scipy.sparse as sp
 
 from skbilevel.problems import FeatureL2, GroupedL2, LinearBilevelProblem, SampleWeights
+from skbilevel.problems._batches import BLOCK_LIMIT
 from skbilevel.solvers import SABA, SOBA, solve_inner, solve_linear_system
 from skbilevel.solvers._sampling import BatchStream
 
 
-def _problem(hyperparams, sparse=False, loss="logistic", seed=0, spread_penalty=0.0):
+def _problem(hyperparams, sparse=False, loss="logistic", seed=0, spread_penalty=0.0,
+             n_features=6):
     rng = np.random.default_rng(seed)
-    X = rng.standard_normal((150, 6))
+    X = rng.standard_normal((150, n_features))
     X[rng.random(X.shape) < 0.3] = 0.0
     if loss == "logistic":
-        y = np.where(X @ rng.standard_normal(6) + rng.standard_normal(150) > 0, 1.0, -1.0)
+        y = np.where(X @ rng.standard_normal(n_features) + rng.standard_normal(150) > 0, 1.0, -1.0)
     else:
-        y = (X @ rng.standard_normal((6, 3)) + rng.standard_normal((150, 3))).argmax(1)
+        y = (X @ rng.standard_normal((n_features, 3)) + rng.standard_normal((150, 3))).argmax(1)
     X_train, X_val = (sp.csr_matrix(M) if sparse else M for M in (X[:100], X[100:]))
     return LinearBilevelProblem(X_train, y[:100], X_val, y[100:], loss=loss,
                                 hyperparams=hyperparams,
@@ -51,6 +53,15 @@ def test_soba_kernel_equals_oracle_loop(hyperparams, loss, sparse, decreasing):
 def test_soba_kernel_takes_the_spread_penalty_as_the_oracles(hyperparams, sparse):
     problem = _problem(hyperparams, sparse, spread_penalty=0.5)
     _assert_kernel_equals_oracle_loop(problem, decreasing=False, x0=np.linspace(-2, 1, problem.n_outer))
+
+
+@pytest.mark.parametrize("loss", ["logistic", "multinomial"])
+def test_soba_kernel_on_dense_rows_wider_than_a_block(loss):
+    # 5,000 features: a block of BLOCK_LIMIT values holds 13 of them, so each
+    # batch of 16 rows is processed in two blocks.
+    problem = _problem(FeatureL2(), loss=loss, n_features=5000)
+    assert BLOCK_LIMIT // problem.train.shape[1] < 16
+    _assert_kernel_equals_oracle_loop(problem, decreasing=False)
 
 
 def _assert_kernel_equals_oracle_loop(problem, decreasing, x0=None):

@@ -34,8 +34,11 @@ class DesignMatrix:
     Attributes
     ----------
     arrays : tuple of ndarray
-        ``(X, data, indices, indptr)``: the first three arguments of every
-        kernel.
+        ``(X, data, indices, indptr)``: the first four arguments of the
+        kernels of ``_kernels``.
+    kernel_design : ndarray or tuple of ndarray
+        ``X`` itself, or the CSR tuple ``(data, indices, indptr)``: the
+        design as the kernels typed on its kind take it (``_batches``).
     shape : tuple of int
         ``(n_samples, n_features)``.
     """
@@ -49,9 +52,11 @@ class DesignMatrix:
                 X.data,
                 *_index_arrays(X),
             )
+            self.kernel_design = self.arrays[1:]
         else:
             X = _check_dense(X, name)
             self.arrays = (X, _EMPTY_FLOAT, _EMPTY_INDEX, _EMPTY_INDEX)
+            self.kernel_design = X
         if X.shape[0] == 0 or X.shape[1] == 0:
             raise ValueError(f"{name} is empty: its shape is {X.shape}.")
         self.shape = X.shape

@@ -121,15 +121,19 @@ class LinearBilevelProblem(BilevelProblem):
 
         Returns ``(train, val, loss, fit_intercept, kind, groups, scale,
         spread_penalty, spread_offset)`` where ``train`` and ``val`` are
-        ``(X, data, indices, indptr, y, sample_weight)``.
+        ``(design, y, sample_weight)``: the design as
+        ``DesignMatrix.kernel_design``, and the targets as float64, or as
+        int64 class indices for the multinomial loss (the kernels are
+        compiled for each kind of design and of targets they meet).
         """
+        targets = np.int64 if self.loss.code == _kernels.MULTINOMIAL else np.float64
         weight = np.ones(self.n_train) if self.sample_weight is None else self.sample_weight
         val_weight = (
             np.ones(self.n_val) if self.val_sample_weight is None else self.val_sample_weight
         )
         return (
-            (*self.train.arrays, self.y_train, weight),
-            (*self.val.arrays, self.y_val, val_weight),
+            (self.train.kernel_design, self.y_train.astype(targets, copy=False), weight),
+            (self.val.kernel_design, self.y_val.astype(targets, copy=False), val_weight),
             self.loss.code,
             self.fit_intercept,
             *self.hyperparams.kernel_arguments(),

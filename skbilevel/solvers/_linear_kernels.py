@@ -14,40 +14,40 @@ outer update touches only the sampled coordinates: the dense SAGA mean of the
 cross-derivative pushes every other coordinate by a constant until its row is
 sampled again, and is applied lazily then (or at the end of the chunk).
 
-Speed (see ``benchmarks/bench_epochs.py``): a dense minibatch is copied once
-into a transposed block, so that the margins of all its rows (``Z`` and
-``V`` at once) and the sums back over them vectorize; the rows of the next
-minibatch, their targets and SAGA memories are prefetched while the current
-one is processed (the rows of a minibatch are spread over the whole matrix,
-and without it every row waits on a cache miss); one-output losses keep
-their per-row arithmetic in registers; CSR rows are visited one by one, both
-margins in one pass and both scatters in one pass. All the ``O(K p)`` work
-of an iteration (outer direction, both proximal steps, SAGA means, reset of
-the accumulators) is one pass over the coefficients.
+Speed (see ``benchmarks/bench_epochs.py``): the rows of a minibatch go
+through the operations of ``problems._batches`` (dense rows as a transposed
+block whose margins, ``Z`` and ``V`` at once, and sums back vectorize; CSR
+rows one by one, both margins in one pass and both sums in one pass); the
+rows of the next minibatch, their targets and SAGA memories are prefetched
+while the current one is processed (the rows of a minibatch are spread over
+the whole matrix, and without it every row waits on a cache miss);
+one-output losses keep their per-row arithmetic in registers. All the
+``O(K p)`` work of an iteration (outer direction, both proximal steps, SAGA
+means, reset of the accumulators) is one pass over the coefficients.
+
+Compile time: the kernel is compiled for the kinds of design (dense or CSR)
+and of targets (float64 for the one-output losses, int64 class indices for
+the multinomial loss) it meets, and the code of the other kinds is not in
+it (the overloads of ``problems._batches`` and :func:`train_row_terms`).
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
+from ..problems._batches import (
+    _OVERLOAD_JIT,
+    batch_block,
+    batch_margins,
+    batch_scatter,
+    prefetch_row,
+)
 from ..problems._kernels import (
     _HELPER_JIT,
-    BLOCK_LIMIT,
     FAST_JIT,
-    MULTINOMIAL,
-    PREFETCH_AHEAD,
-    _row_axpy,
-    _row_dot,
-    block_margins,
-    block_scatter,
-    gather_transposed,
     loss_derivative,
     loss_hessian_apply,
     prefetch,
-    prefetch_csr_row,
-    prefetch_dense_row,
-    prefetch_rows,
-    row_axpy2,
-    row_dot2,
     scalar_loss_terms,
     sigmoid,
 )
@@ -61,6 +61,101 @@ def _clip(value, lower, upper):
     return min(max(value, lower), upper)
 
 
+def train_row_terms(loss, y, i, U, Q, b, s, saga, mem_grad, mem_hvp, work):
+    """Turn the margins of training row ``i`` into its coefficients in the batch sums.
+
+    ``U[:, b]`` and ``Q[:, b]`` hold the margins ``u`` and ``q`` of the row
+    with ``Z`` and ``V``; they are replaced by ``s l'(u)`` and
+    ``s l''(u) q``, minus the row's SAGA memories if ``saga`` (the memories
+    then take the new values). Return ``<l'(u), q>`` (unweighted), the
+    cross-derivative term of a sample weight. Float targets are those of the
+    one-output losses, whose arithmetic stays in registers; int64 targets
+    are class indices of the multinomial loss (``work``: four K-vectors).
+    """
+
+
+@overload(train_row_terms, jit_options=_OVERLOAD_JIT)
+def _train_row_terms(loss, y, i, U, Q, b, s, saga, mem_grad, mem_hvp, work):
+    if isinstance(y.dtype, types.Float):
+        def one_output(loss, y, i, U, Q, b, s, saga, mem_grad, mem_hvp, work):
+            g, h = scalar_loss_terms(loss, y[i], U[0, b], Q[0, b])
+            cross = g * Q[0, b]
+            g *= s
+            h *= s
+            if saga:
+                new_g, new_h = g, h
+                g -= mem_grad[i, 0]
+                h -= mem_hvp[i, 0]
+                mem_grad[i, 0] = new_g
+                mem_hvp[i, 0] = new_h
+            U[0, b] = g
+            Q[0, b] = h
+            return cross
+
+        return one_output
+
+    def multinomial(loss, y, i, U, Q, b, s, saga, mem_grad, mem_hvp, work):
+        u, q, g, hq = work
+        for k in range(U.shape[0]):
+            u[k] = U[k, b]
+            q[k] = Q[k, b]
+        loss_derivative(loss, y[i], u, g)
+        loss_hessian_apply(loss, y[i], g, q, hq)
+        cross = 0.0
+        for k in range(U.shape[0]):
+            cross += g[k] * q[k]
+            gk, hk = s * g[k], s * hq[k]
+            if saga:
+                new_g, new_h = gk, hk
+                gk -= mem_grad[i, k]
+                hk -= mem_hvp[i, k]
+                mem_grad[i, k] = new_g
+                mem_hvp[i, k] = new_h
+            U[k, b] = gk
+            Q[k, b] = hk
+        return cross
+
+    return multinomial
+
+
+def val_row_terms(loss, y, j, U, b, s, saga, mem_val, work):
+    """Replace the margins ``U[:, b]`` of validation row ``j`` by ``s l'(u)``.
+
+    Minus the row's SAGA memory if ``saga`` (which then takes the new
+    value); targets as in :func:`train_row_terms`.
+    """
+
+
+@overload(val_row_terms, jit_options=_OVERLOAD_JIT)
+def _val_row_terms(loss, y, j, U, b, s, saga, mem_val, work):
+    if isinstance(y.dtype, types.Float):
+        def one_output(loss, y, j, U, b, s, saga, mem_val, work):
+            g, _ = scalar_loss_terms(loss, y[j], U[0, b], 0.0)
+            g *= s
+            if saga:
+                new_g = g
+                g -= mem_val[j, 0]
+                mem_val[j, 0] = new_g
+            U[0, b] = g
+
+        return one_output
+
+    def multinomial(loss, y, j, U, b, s, saga, mem_val, work):
+        u, _, g, _ = work
+        for k in range(U.shape[0]):
+            u[k] = U[k, b]
+        loss_derivative(loss, y[j], u, g)
+        for k in range(U.shape[0]):
+            gk = s * g[k]
+            if saga:
+                new_g = gk
+                gk -= mem_val[j, k]
+                mem_val[j, k] = new_g
+            U[k, b] = gk
+
+    return multinomial
+
+
 @njit(**FAST_JIT)
 def single_loop_chunk(
     train, val, loss, fit_intercept, kind, groups, scale, spread_penalty, spread_offset,
@@ -72,7 +167,9 @@ def single_loop_chunk(
     Parameters
     ----------
     train, val : tuple
-        ``(X, data, indices, indptr, y, sample_weight)`` of each split.
+        ``(design, y, sample_weight)`` of each split, as
+        ``LinearBilevelProblem.kernel_arguments`` gives them (the design
+        dense or CSR, the targets float64 or int64 class indices).
     loss : int
         Loss code.
     fit_intercept : bool
@@ -102,8 +199,8 @@ def single_loop_chunk(
         means over the rows times ``[d_i, 1]``, of shape (K, p + fi). Ignored
         (may be empty) when ``saga`` is False.
     """
-    X, data, indices, indptr, y, weight = train
-    Xv, datav, indicesv, indptrv, yv, weightv = val
+    design, y, weight = train
+    val_design, yv, weightv = val
     mem_grad, mem_hvp, mem_val, mem_cross, grad_mean, hvp_mean, val_mean = memory
     K, n_cols = Z.shape
     n_features = n_cols - fit_intercept
@@ -116,14 +213,10 @@ def single_loop_chunk(
     r = np.zeros(n_cols)  # L2 strength of every column (0: the intercept)
     shrink = np.zeros(n_cols) + 1.0  # 1 / (1 + inner_steps r): the proximal step
     zv = np.zeros(n_features)
-    u = np.empty(K)
-    q = np.empty(K)
-    g = np.empty(K)
-    hq = np.empty(K)
+    work = (np.zeros(K), np.zeros(K), np.zeros(K), np.zeros(K))
     dx = np.zeros(x.shape[0])
     weighted = kind == SAMPLE_WEIGHTS
     lazy = weighted and saga
-    scalar = K == 1 and loss != MULTINOMIAL
     if weighted:
         for j in range(n_features):
             r[j] = scale[j]
@@ -133,155 +226,76 @@ def single_loop_chunk(
     last = np.zeros(x.shape[0], dtype=np.int64)
     n_iter = offsets.shape[0] - 1
     n_visits, n_val_visits = offsets[n_iter], val_offsets[n_iter]
-    # Dense rows go through a transposed block per minibatch (see
-    # problems._kernels); CSR rows are visited one by one.
     max_batch = 1
     for t in range(n_iter):
         max_batch = max(max_batch, offsets[t + 1] - offsets[t],
                         val_offsets[t + 1] - val_offsets[t])
-    csr, val_csr = indptr.shape[0] > 0, indptrv.shape[0] > 0
-    blocked = not csr and n_features * max_batch <= BLOCK_LIMIT
-    val_blocked = not val_csr and n_features * max_batch <= BLOCK_LIMIT
-    n_block = max_batch if blocked or val_blocked else 0
-    XT = np.empty((n_features, n_block))
-    U = np.empty((K, n_block))
-    Q = np.empty((K, n_block))
-    CG = np.empty((K, n_block))
-    CH = np.empty((K, n_block))
-    # The first rows of the chunk; later, each batch asks for the next one.
-    prefetch_rows(X, data, indices, indptr, rows, offsets[1])
-    prefetch_rows(Xv, datav, indicesv, indptrv, val_rows, val_offsets[1])
+    block, per_block = batch_block(design, max_batch)
+    val_block, val_per_block = batch_block(val_design, max_batch)
+    U = np.zeros((K, per_block))
+    Q = np.zeros((K, per_block))
+    Uv = np.zeros((K, val_per_block))
+    # The first rows of the chunk; later, each row asks for the one at its
+    # place in the next batch.
+    for tt in range(min(offsets[1], n_visits)):
+        prefetch_row(design, rows[tt])
+    for tt in range(min(val_offsets[1], n_val_visits)):
+        prefetch_row(val_design, val_rows[tt])
     for t in range(n_iter):
         start, stop = offsets[t], offsets[t + 1]
         val_start, val_stop = val_offsets[t], val_offsets[t + 1]
         batch = stop - start
         val_batch = val_stop - val_start
-        if blocked:
-            gather_transposed(X, rows, start, stop, XT)
-            block_margins(XT, batch, Z, fit_intercept, U)
-            block_margins(XT, batch, V, fit_intercept, Q)
-        for b in range(batch):
-            # Rows ahead: the same place in the next batch (blocked), or a
-            # few rows ahead.
-            ahead = stop + b if blocked else start + b + PREFETCH_AHEAD
-            if ahead < n_visits:
-                i = rows[ahead]
-                if csr:
-                    prefetch_csr_row(data, indices, indptr, i)
-                else:
-                    prefetch_dense_row(X, i)
-                prefetch(y, i)
-                prefetch(weight, i)
-                if saga:
-                    prefetch(mem_grad, i * K)
-                    prefetch(mem_hvp, i * K)
-            i = rows[start + b]
-            if lazy:
-                x[i] = _clip(x[i] - outer_step[i] * (t - last[i]) * mem_cross[i] / n_train,
-                             lower[i], upper[i])
-            s = weight[i]
-            if weighted:
-                sw = sigmoid(x[i])
-                s *= sw
-            if blocked:
-                for k in range(K):
-                    u[k] = U[k, b]
-                    q[k] = Q[k, b]
-            else:
-                row_dot2(X, data, indices, indptr, i, Z, V, fit_intercept, u, q)
-            if scalar:  # one output: the same arithmetic in registers
-                g0, h0 = scalar_loss_terms(loss, y[i], u[0], q[0])
-                c = g0 * q[0]
-            else:
-                loss_derivative(loss, y[i], u, g)
-                loss_hessian_apply(loss, y[i], g, q, hq)
-                c = 0.0
-                for k in range(K):
-                    c += g[k] * q[k]
-            if weighted:
-                c *= weight[i] * sw * (1.0 - sw)
-                push = c / batch
-                if saga:
-                    push = (c - mem_cross[i]) / batch + mem_cross[i] / n_train
-                    mem_cross[i] = c
-                    last[i] = t + 1
-                dx[i] = push  # read below, after the inner updates
-            if scalar:
-                g0 *= s
-                h0 *= s
-                if saga:
-                    new_g, new_h = g0, h0
-                    g0 -= mem_grad[i, 0]
-                    h0 -= mem_hvp[i, 0]
-                    mem_grad[i, 0] = new_g
-                    mem_hvp[i, 0] = new_h
-                g[0] = g0
-                hq[0] = h0
-            else:
-                for k in range(K):
-                    g[k] *= s
-                    hq[k] *= s
+        for sub in range(start, stop, per_block):
+            sub_stop = min(sub + per_block, stop)
+            batch_margins(design, rows, sub, sub_stop, block, fit_intercept, Z, U, V, Q, True)
+            for b in range(sub_stop - sub):
+                ahead = sub + b + batch
+                if ahead < n_visits:
+                    i = rows[ahead]
+                    prefetch_row(design, i)
+                    prefetch(y, i)
+                    prefetch(weight, i)
                     if saga:
-                        new_g, new_h = g[k], hq[k]
-                        g[k] -= mem_grad[i, k]
-                        hq[k] -= mem_hvp[i, k]
-                        mem_grad[i, k] = new_g
-                        mem_hvp[i, k] = new_h
-            if blocked:
-                for k in range(K):
-                    CG[k, b] = g[k]
-                    CH[k, b] = hq[k]
-            else:
-                row_axpy2(X, data, indices, indptr, i, g, d_grad, hq, d_hvp, fit_intercept)
-        if blocked:
-            block_scatter(XT, batch, CG, fit_intercept, d_grad)
-            block_scatter(XT, batch, CH, fit_intercept, d_hvp)
+                        prefetch(mem_grad, i * K)
+                        prefetch(mem_hvp, i * K)
+                i = rows[sub + b]
+                if lazy:
+                    x[i] = _clip(x[i] - outer_step[i] * (t - last[i]) * mem_cross[i] / n_train,
+                                 lower[i], upper[i])
+                s = weight[i]
+                if weighted:
+                    sw = sigmoid(x[i])
+                    s *= sw
+                c = train_row_terms(loss, y, i, U, Q, b, s, saga, mem_grad, mem_hvp, work)
+                if weighted:
+                    c *= weight[i] * sw * (1.0 - sw)
+                    push = c / batch
+                    if saga:
+                        push = (c - mem_cross[i]) / batch + mem_cross[i] / n_train
+                        mem_cross[i] = c
+                        last[i] = t + 1
+                    dx[i] = push  # read below, after the inner updates
+            batch_scatter(design, rows, sub, sub_stop, block, fit_intercept, U, d_grad, Q, d_hvp,
+                          True)
 
-        if val_blocked:
-            gather_transposed(Xv, val_rows, val_start, val_stop, XT)
-            block_margins(XT, val_batch, Z, fit_intercept, U)
-        for b in range(val_batch):
-            ahead = val_stop + b if val_blocked else val_start + b + PREFETCH_AHEAD
-            if ahead < n_val_visits:
-                j = val_rows[ahead]
-                if val_csr:
-                    prefetch_csr_row(datav, indicesv, indptrv, j)
-                else:
-                    prefetch_dense_row(Xv, j)
-                prefetch(yv, j)
-                prefetch(weightv, j)
-                if saga:
-                    prefetch(mem_val, j * K)
-            j = val_rows[val_start + b]
-            if val_blocked:
-                for k in range(K):
-                    u[k] = U[k, b]
-            else:
-                _row_dot(Xv, datav, indicesv, indptrv, j, Z, fit_intercept, u)
-            if scalar:
-                g0, _ = scalar_loss_terms(loss, yv[j], u[0], 0.0)
-                g0 *= weightv[j]
-                if saga:
-                    new_g = g0
-                    g0 -= mem_val[j, 0]
-                    mem_val[j, 0] = new_g
-                g[0] = g0
-            else:
-                loss_derivative(loss, yv[j], u, g)
-                for k in range(K):
-                    g[k] *= weightv[j]
-                if saga:
-                    for k in range(K):
-                        new_g = g[k]
-                        g[k] -= mem_val[j, k]
-                        mem_val[j, k] = new_g
-            if val_blocked:
-                for k in range(K):
-                    CG[k, b] = g[k]
-            else:
-                _row_axpy(Xv, datav, indicesv, indptrv, j, g, fit_intercept, d_val)
-        if val_blocked:
-            block_scatter(XT, val_batch, CG, fit_intercept, d_val)
+        for sub in range(val_start, val_stop, val_per_block):
+            sub_stop = min(sub + val_per_block, val_stop)
+            batch_margins(val_design, val_rows, sub, sub_stop, val_block, fit_intercept, Z, Uv,
+                          Z, Uv, False)
+            for b in range(sub_stop - sub):
+                ahead = sub + b + val_batch
+                if ahead < n_val_visits:
+                    j = val_rows[ahead]
+                    prefetch_row(val_design, j)
+                    prefetch(yv, j)
+                    prefetch(weightv, j)
+                    if saga:
+                        prefetch(mem_val, j * K)
+                j = val_rows[sub + b]
+                val_row_terms(loss, yv, j, Uv, b, weightv[j], saga, mem_val, work)
+            batch_scatter(val_design, val_rows, sub, sub_stop, val_block, fit_intercept, Uv,
+                          d_val, Uv, d_val, False)
 
         # Strengths at the current x (sample weights: fixed, set above).
         if not weighted:
