@@ -21,7 +21,13 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ._kernels import BLOCK_LIMIT, prefetch_csr_row, prefetch_dense_row
+from ._kernels import (
+    BLOCK_LIMIT,
+    _dense_batch_margins,
+    _dense_batch_scatter,
+    prefetch_csr_row,
+    prefetch_dense_row,
+)
 
 _OVERLOAD_JIT = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy",
                      fastmath={"reassoc", "contract"})
@@ -90,33 +96,7 @@ def batch_margins(design, rows, start, stop, block, fit_intercept, W, U, V, Q, b
 @overload(batch_margins, jit_options=_OVERLOAD_JIT)
 def _batch_margins(design, rows, start, stop, block, fit_intercept, W, U, V, Q, both):
     if _is_dense(design):
-        def dense(design, rows, start, stop, block, fit_intercept, W, U, V, Q, both):
-            n_rows, n_features = stop - start, design.shape[1]
-            for b in range(n_rows):
-                i = rows[start + b]
-                for j in range(n_features):
-                    block[j, b] = design[i, j]
-            last = W.shape[1] - 1
-            for k in range(W.shape[0]):
-                u0 = W[k, last] if fit_intercept else 0.0
-                for b in range(n_rows):
-                    U[k, b] = u0
-                if both:
-                    q0 = V[k, last] if fit_intercept else 0.0
-                    for b in range(n_rows):
-                        Q[k, b] = q0
-                    for j in range(n_features):
-                        w, v = W[k, j], V[k, j]
-                        for b in range(n_rows):
-                            U[k, b] += block[j, b] * w
-                            Q[k, b] += block[j, b] * v
-                else:
-                    for j in range(n_features):
-                        w = W[k, j]
-                        for b in range(n_rows):
-                            U[k, b] += block[j, b] * w
-
-        return dense
+        return _dense_batch_margins
 
     def csr(design, rows, start, stop, block, fit_intercept, W, U, V, Q, both):
         data, indices, indptr = design
@@ -152,33 +132,7 @@ def batch_scatter(design, rows, start, stop, block, fit_intercept, C, G, D, H, b
 @overload(batch_scatter, jit_options=_OVERLOAD_JIT)
 def _batch_scatter(design, rows, start, stop, block, fit_intercept, C, G, D, H, both):
     if _is_dense(design):
-        def dense(design, rows, start, stop, block, fit_intercept, C, G, D, H, both):
-            n_rows, n_features = stop - start, design.shape[1]
-            last = G.shape[1] - 1
-            for k in range(G.shape[0]):
-                for j in range(n_features):
-                    g = 0.0
-                    for b in range(n_rows):
-                        g += block[j, b] * C[k, b]
-                    G[k, j] += g
-                if fit_intercept:
-                    g = 0.0
-                    for b in range(n_rows):
-                        g += C[k, b]
-                    G[k, last] += g
-                if both:
-                    for j in range(n_features):
-                        h = 0.0
-                        for b in range(n_rows):
-                            h += block[j, b] * D[k, b]
-                        H[k, j] += h
-                    if fit_intercept:
-                        h = 0.0
-                        for b in range(n_rows):
-                            h += D[k, b]
-                        H[k, last] += h
-
-        return dense
+        return _dense_batch_scatter
 
     def csr(design, rows, start, stop, block, fit_intercept, C, G, D, H, both):
         data, indices, indptr = design

@@ -213,54 +213,77 @@ def row_axpy2(X, data, indices, indptr, i, a, G, b, H, fit_intercept):
 
 # -- Minibatches of dense rows as blocks -----------------------------------
 #
-# A dense minibatch is copied once into a transposed block ``XT`` (features x
-# rows), so that the margins of all its rows and the sums back over them run
-# along contiguous memory and vectorize: row by row, each margin would be a
-# short reduction waiting on its own rows' cache misses.
+# A dense minibatch is copied once into a transposed block (features x rows),
+# so that the margins of all its rows and the sums back over them run along
+# contiguous memory and vectorize: row by row, each margin would be a short
+# reduction waiting on its own rows' cache misses. The two functions below
+# are compiled as they are (``dense_batch_margins``, ``dense_batch_scatter``)
+# and are the dense implementations of the overloads of ``_batches``. Neither
+# calls another compiled function: a helper with array arguments, branches
+# and calls kept reference counts (atomic operations) on its arguments.
 
 #: Largest block (features x rows) a kernel allocates for a dense minibatch;
-#: beyond it, rows are visited one by one.
+#: a batch of wider rows is processed in several blocks.
 BLOCK_LIMIT = 1 << 16
 
 
-@njit(**FAST_JIT)
-def gather_transposed(X, rows, start, stop, XT):
-    """Set ``XT[:, b]`` to row ``rows[start + b]`` of ``X``, for ``b < stop - start``."""
-    for b in range(stop - start):
+def _dense_batch_margins(design, rows, start, stop, block, fit_intercept, W, U, V, Q, both):
+    """Copy the rows ``rows[start:stop]`` of ``design`` into ``block``, set their margins.
+
+    ``block[:, b]`` is the row ``i = rows[start + b]``; ``U[k, b] = W[k]
+    [d_i, 1]`` and, if ``both``, ``Q[k, b] = V[k] [d_i, 1]`` (otherwise
+    ``V`` and ``Q`` are not touched).
+    """
+    n_rows, n_features = stop - start, design.shape[1]
+    for b in range(n_rows):
         i = rows[start + b]
-        for j in range(X.shape[1]):
-            XT[j, b] = X[i, j]
-
-
-@njit(**FAST_JIT)
-def block_margins(XT, n_rows, W, fit_intercept, U):
-    """Set ``U[k, b]`` to ``W[k] [x_b, 1]``, with ``x_b = XT[:, b]``, for ``b < n_rows``."""
+        for j in range(n_features):
+            block[j, b] = design[i, j]
     last = W.shape[1] - 1
     for k in range(W.shape[0]):
-        c = W[k, last] if fit_intercept else 0.0
+        u0 = W[k, last] if fit_intercept else 0.0
+        q0 = V[k, last] if fit_intercept and both else 0.0
         for b in range(n_rows):
-            U[k, b] = c
-        for j in range(XT.shape[0]):
+            U[k, b] = u0
+            if both:
+                Q[k, b] = q0
+        for j in range(n_features):
             w = W[k, j]
+            v = V[k, j] if both else 0.0
             for b in range(n_rows):
-                U[k, b] += XT[j, b] * w
+                U[k, b] += block[j, b] * w
+                if both:
+                    Q[k, b] += block[j, b] * v
 
 
-@njit(**FAST_JIT)
-def block_scatter(XT, n_rows, C, fit_intercept, G):
-    """Add ``sum_b C[k, b] [x_b, 1]`` to ``G[k]``, with ``x_b = XT[:, b]``."""
-    last = G.shape[1] - 1
+def _dense_batch_scatter(design, rows, start, stop, block, fit_intercept, C, G, D, H, both):
+    """Add the rows held in ``block`` weighted by ``C`` to ``G`` (and ``D`` to ``H``).
+
+    ``G[k] += sum_b C[k, b] [x_b, 1]`` with ``x_b = block[:, b]``, for
+    ``b < stop - start``; if ``both``, ``H[k] += sum_b D[k, b] [x_b, 1]``
+    (otherwise ``D`` and ``H`` are not touched).
+    """
+    n_rows, n_features = stop - start, design.shape[1]
     for k in range(G.shape[0]):
-        for j in range(XT.shape[0]):
-            acc = 0.0
-            for b in range(n_rows):
-                acc += XT[j, b] * C[k, b]
-            G[k, j] += acc
-        if fit_intercept:
-            acc = 0.0
-            for b in range(n_rows):
-                acc += C[k, b]
-            G[k, last] += acc
+        for j in range(n_features + fit_intercept):
+            g = h = 0.0
+            if j < n_features:
+                for b in range(n_rows):
+                    g += block[j, b] * C[k, b]
+                    if both:
+                        h += block[j, b] * D[k, b]
+            else:  # the intercept column
+                for b in range(n_rows):
+                    g += C[k, b]
+                    if both:
+                        h += D[k, b]
+            G[k, j] += g  # j == n_features: the intercept, last column
+            if both:
+                H[k, j] += h
+
+
+dense_batch_margins = njit(**FAST_JIT)(_dense_batch_margins)
+dense_batch_scatter = njit(**FAST_JIT)(_dense_batch_scatter)
 
 
 @njit(**_HELPER_JIT)
@@ -520,9 +543,7 @@ def epoch_oracles(X, data, indices, indptr, y, rows, offsets, weights, loss, W, 
                     acc += W[k, j] * V[k, j]
                 cross_out[s, groups[j]] += r[j] * acc
         if blocked:
-            gather_transposed(X, rows, start, stop, XT)
-            block_margins(XT, batch, W, fit_intercept, U)
-            block_margins(XT, batch, V, fit_intercept, Q)
+            dense_batch_margins(X, rows, start, stop, XT, fit_intercept, W, U, V, Q, True)
         for b in range(batch):
             ahead = stop + b if blocked else start + b + PREFETCH_AHEAD
             if ahead < n_visits:
@@ -563,8 +584,8 @@ def epoch_oracles(X, data, indices, indptr, y, rows, offsets, weights, loss, W, 
                 row_axpy2(X, data, indices, indptr, i, g, grad_out[s], hq, hvp_out[s],
                           fit_intercept)
         if blocked:
-            block_scatter(XT, batch, CG, fit_intercept, grad_out[s])
-            block_scatter(XT, batch, CH, fit_intercept, hvp_out[s])
+            dense_batch_scatter(X, rows, start, stop, XT, fit_intercept, CG, grad_out[s], CH,
+                                hvp_out[s], True)
 
 
 @njit(**FAST_JIT)

@@ -28,7 +28,7 @@ means, reset of the accumulators) is one pass over the coefficients.
 Compile time: the kernel is compiled for the kinds of design (dense or CSR)
 and of targets (float64 for the one-output losses, int64 class indices for
 the multinomial loss) it meets, and the code of the other kinds is not in
-it (the overloads of ``problems._batches`` and :func:`train_row_terms`).
+it (the overloads of ``problems._batches`` and :func:`row_loss_terms`).
 """
 
 import numpy as np
@@ -61,40 +61,47 @@ def _clip(value, lower, upper):
     return min(max(value, lower), upper)
 
 
-def train_row_terms(loss, y, i, U, Q, b, s, saga, mem_grad, mem_hvp, work):
-    """Turn the margins of training row ``i`` into its coefficients in the batch sums.
+@njit(**_HELPER_JIT)
+def prefetch_sample(design, y, weight, memory, other_memory, i):
+    """Prefetch row ``i`` of the design, its target, weight and SAGA memories.
+
+    Straight-line: the memories are prefetched even when empty (SOBA), as a
+    prefetch never faults.
+    """
+    prefetch_row(design, i)
+    prefetch(y, i)
+    prefetch(weight, i)
+    prefetch(memory, i * memory.shape[1])
+    prefetch(other_memory, i * other_memory.shape[1])
+
+
+def row_loss_terms(loss, y, i, U, Q, b, work):
+    """Turn the margins of row ``i`` into its loss derivatives; return the cross term.
 
     ``U[:, b]`` and ``Q[:, b]`` hold the margins ``u`` and ``q`` of the row
-    with ``Z`` and ``V``; they are replaced by ``s l'(u)`` and
-    ``s l''(u) q``, minus the row's SAGA memories if ``saga`` (the memories
-    then take the new values). Return ``<l'(u), q>`` (unweighted), the
-    cross-derivative term of a sample weight. Float targets are those of the
-    one-output losses, whose arithmetic stays in registers; int64 targets
-    are class indices of the multinomial loss (``work``: four K-vectors).
+    with ``Z`` and ``V``; they are replaced by ``l'(u)`` and ``l''(u) q``,
+    and ``<l'(u), q>`` is returned. Float targets are those of the one-output
+    losses, whose arithmetic stays in registers; int64 targets are class
+    indices of the multinomial loss (``work``: four K-vectors). Both
+    implementations are straight-line (no branch on an array argument, no
+    call that can raise), so that the reference counts of their array
+    arguments are pruned once they are inlined into the kernel's row loop.
     """
 
 
-@overload(train_row_terms, jit_options=_OVERLOAD_JIT)
-def _train_row_terms(loss, y, i, U, Q, b, s, saga, mem_grad, mem_hvp, work):
+@overload(row_loss_terms, jit_options=_OVERLOAD_JIT)
+def _row_loss_terms(loss, y, i, U, Q, b, work):
     if isinstance(y.dtype, types.Float):
-        def one_output(loss, y, i, U, Q, b, s, saga, mem_grad, mem_hvp, work):
+        def one_output(loss, y, i, U, Q, b, work):
             g, h = scalar_loss_terms(loss, y[i], U[0, b], Q[0, b])
             cross = g * Q[0, b]
-            g *= s
-            h *= s
-            if saga:
-                new_g, new_h = g, h
-                g -= mem_grad[i, 0]
-                h -= mem_hvp[i, 0]
-                mem_grad[i, 0] = new_g
-                mem_hvp[i, 0] = new_h
             U[0, b] = g
             Q[0, b] = h
             return cross
 
         return one_output
 
-    def multinomial(loss, y, i, U, Q, b, s, saga, mem_grad, mem_hvp, work):
+    def multinomial(loss, y, i, U, Q, b, work):
         u, q, g, hq = work
         for k in range(U.shape[0]):
             u[k] = U[k, b]
@@ -104,54 +111,9 @@ def _train_row_terms(loss, y, i, U, Q, b, s, saga, mem_grad, mem_hvp, work):
         cross = 0.0
         for k in range(U.shape[0]):
             cross += g[k] * q[k]
-            gk, hk = s * g[k], s * hq[k]
-            if saga:
-                new_g, new_h = gk, hk
-                gk -= mem_grad[i, k]
-                hk -= mem_hvp[i, k]
-                mem_grad[i, k] = new_g
-                mem_hvp[i, k] = new_h
-            U[k, b] = gk
-            Q[k, b] = hk
+            U[k, b] = g[k]
+            Q[k, b] = hq[k]
         return cross
-
-    return multinomial
-
-
-def val_row_terms(loss, y, j, U, b, s, saga, mem_val, work):
-    """Replace the margins ``U[:, b]`` of validation row ``j`` by ``s l'(u)``.
-
-    Minus the row's SAGA memory if ``saga`` (which then takes the new
-    value); targets as in :func:`train_row_terms`.
-    """
-
-
-@overload(val_row_terms, jit_options=_OVERLOAD_JIT)
-def _val_row_terms(loss, y, j, U, b, s, saga, mem_val, work):
-    if isinstance(y.dtype, types.Float):
-        def one_output(loss, y, j, U, b, s, saga, mem_val, work):
-            g, _ = scalar_loss_terms(loss, y[j], U[0, b], 0.0)
-            g *= s
-            if saga:
-                new_g = g
-                g -= mem_val[j, 0]
-                mem_val[j, 0] = new_g
-            U[0, b] = g
-
-        return one_output
-
-    def multinomial(loss, y, j, U, b, s, saga, mem_val, work):
-        u, _, g, _ = work
-        for k in range(U.shape[0]):
-            u[k] = U[k, b]
-        loss_derivative(loss, y[j], u, g)
-        for k in range(U.shape[0]):
-            gk = s * g[k]
-            if saga:
-                new_g = gk
-                gk -= mem_val[j, k]
-                mem_val[j, k] = new_g
-            U[k, b] = gk
 
     return multinomial
 
@@ -235,6 +197,7 @@ def single_loop_chunk(
     U = np.zeros((K, per_block))
     Q = np.zeros((K, per_block))
     Uv = np.zeros((K, val_per_block))
+    Qv = np.zeros((K, val_per_block))
     # The first rows of the chunk; later, each row asks for the one at its
     # place in the next batch.
     for tt in range(min(offsets[1], n_visits)):
@@ -252,13 +215,7 @@ def single_loop_chunk(
             for b in range(sub_stop - sub):
                 ahead = sub + b + batch
                 if ahead < n_visits:
-                    i = rows[ahead]
-                    prefetch_row(design, i)
-                    prefetch(y, i)
-                    prefetch(weight, i)
-                    if saga:
-                        prefetch(mem_grad, i * K)
-                        prefetch(mem_hvp, i * K)
+                    prefetch_sample(design, y, weight, mem_grad, mem_hvp, rows[ahead])
                 i = rows[sub + b]
                 if lazy:
                     x[i] = _clip(x[i] - outer_step[i] * (t - last[i]) * mem_cross[i] / n_train,
@@ -267,7 +224,15 @@ def single_loop_chunk(
                 if weighted:
                     sw = sigmoid(x[i])
                     s *= sw
-                c = train_row_terms(loss, y, i, U, Q, b, s, saga, mem_grad, mem_hvp, work)
+                # l'(u) and l''(u) q, weighted, minus the SAGA memories.
+                c = row_loss_terms(loss, y, i, U, Q, b, work)
+                for k in range(K):
+                    g, h = s * U[k, b], s * Q[k, b]
+                    if saga:
+                        U[k, b], Q[k, b] = g - mem_grad[i, k], h - mem_hvp[i, k]
+                        mem_grad[i, k], mem_hvp[i, k] = g, h
+                    else:
+                        U[k, b], Q[k, b] = g, h
                 if weighted:
                     c *= weight[i] * sw * (1.0 - sw)
                     push = c / batch
@@ -286,14 +251,14 @@ def single_loop_chunk(
             for b in range(sub_stop - sub):
                 ahead = sub + b + val_batch
                 if ahead < n_val_visits:
-                    j = val_rows[ahead]
-                    prefetch_row(val_design, j)
-                    prefetch(yv, j)
-                    prefetch(weightv, j)
-                    if saga:
-                        prefetch(mem_val, j * K)
+                    prefetch_sample(val_design, yv, weightv, mem_val, mem_val, val_rows[ahead])
                 j = val_rows[sub + b]
-                val_row_terms(loss, yv, j, Uv, b, weightv[j], saga, mem_val, work)
+                row_loss_terms(loss, yv, j, Uv, Qv, b, work)  # Qv: unused
+                for k in range(K):
+                    g = weightv[j] * Uv[k, b]
+                    Uv[k, b] = g - mem_val[j, k] if saga else g
+                    if saga:
+                        mem_val[j, k] = g
             batch_scatter(val_design, val_rows, sub, sub_stop, val_block, fit_intercept, Uv,
                           d_val, Uv, d_val, False)
 
