@@ -7,6 +7,7 @@ import scipy.sparse as sp
 from skbilevel.problems import FeatureL2, GroupedL2, LinearBilevelProblem, SampleWeights
 from skbilevel.problems._batches import BLOCK_LIMIT
 from skbilevel.solvers import SABA, SOBA, solve_inner, solve_linear_system
+from skbilevel.solvers._linear_kernels import single_loop_chunk
 from skbilevel.solvers._sampling import BatchStream
 
 
@@ -161,3 +162,32 @@ def test_saba_kernel_equals_direct_saga(hyperparams):
     np.testing.assert_allclose(state.x, x, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(state.z, z, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(state.v, v, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("loss", ["logistic", "multinomial"])
+@MAPS
+def test_saba_kernel_run_as_python_equals_compiled(hyperparams, loss, sparse):
+    """The kernel's Python source (as under NUMBA_DISABLE_JIT) gives the compiled result.
+
+    Its typed operations pick their implementation at run time there, and
+    when the kernel is typed in compiled code.
+    """
+    problem = _problem(hyperparams, sparse, loss)
+    solver = SABA(batch_size=16, step_size=0.2, outer_step_size=3.0)
+    states = []
+    for kernel in (single_loop_chunk, single_loop_chunk.py_func):
+        state = solver._initialize(problem, np.full(problem.n_outer, -1.0),
+                                   np.random.default_rng(5))
+        Z, V = problem._matrix(state.z), problem._matrix(state.v)
+        rows, offsets = state.train.take(8)
+        val_rows, val_offsets = state.val.take(8)
+        kernel(*problem.kernel_arguments(), Z, V, state.x, rows, offsets, val_rows, val_offsets,
+               0.2 * state.column_scale, np.full(problem.n_outer, 3.0),
+               np.full(problem.n_outer, -15.0), np.full(problem.n_outer, 15.0), True,
+               state.memory)
+        states.append((state.x, Z, V))
+    x, Z, _ = states[0]
+    assert np.abs(x + 1.0).max() > 1e-3 and np.abs(Z).max() > 1e-3  # the chunk did move
+    for compiled, python in zip(*states):
+        np.testing.assert_allclose(compiled, python, rtol=1e-12, atol=1e-14)

@@ -2,20 +2,26 @@
 
 A design matrix reaches the kernels that use these operations as a dense
 C-ordered float64 array or as the CSR tuple ``(data, indices, indptr)``
-(``DesignMatrix.kernel_design``). Each operation is an overload with one
-implementation per kind, which Numba picks when it types the calling kernel:
-a kernel compiled for dense data holds no CSR code, and the reverse. One
-kernel branching at run time between the two compiled both, and took three
-times as long to compile for a first fit (``benchmarks/bench_epochs.py``).
+(``DesignMatrix.kernel_design``). Each operation has one implementation per
+kind. Called from Python, it picks one at run time; in a compiled kernel it
+is an overload, and Numba picks one when it types the kernel
+(:func:`typed_operation`): a kernel compiled for dense data holds no CSR code,
+and the reverse. One kernel branching at run time between the two compiled
+both, and took twice as long to compile for a first fit
+(``benchmarks/bench_epochs.py``).
 
-Dense rows are copied once into a transposed block (features x rows), so
-that the margins of all the rows of a batch, and the sums back over them,
-run along contiguous memory and vectorize; a block holds at most
-``BLOCK_LIMIT`` values, so a batch of wide rows is processed in several
-blocks. CSR rows are visited one by one. Margins and sums of two coefficient
-matrices at once (``Z`` and ``V`` of the single-loop solvers) share one pass
-over the rows.
+Dense rows are copied once into a transposed block (features x rows): see
+``_kernels._dense_batch_margins``. A block holds at most ``BLOCK_LIMIT``
+values, so a batch of wide rows is processed in several blocks. CSR rows are
+visited one by one. Margins and sums of two coefficient matrices at once
+(``Z`` and ``V`` of the single-loop solvers) share one pass over the rows.
+
+The implementations have no branch on an array argument around a call that
+can raise: such a helper keeps the reference counts of its array arguments,
+atomic operations on every call once it is inlined into a row loop.
 """
+
+import functools
 
 import numpy as np
 from numba import types
@@ -25,6 +31,7 @@ from ._kernels import (
     BLOCK_LIMIT,
     _dense_batch_margins,
     _dense_batch_scatter,
+    prefetch,
     prefetch_csr_row,
     prefetch_dense_row,
 )
@@ -33,10 +40,53 @@ _OVERLOAD_JIT = dict(cache=True, nogil=True, boundscheck=False, error_model="num
                      fastmath={"reassoc", "contract"})
 
 
-def _is_dense(design):
-    return isinstance(design, types.Array)
+def typed_operation(pick):
+    """Decorate a stub into an operation whose implementation ``pick`` chooses.
+
+    ``pick(*args)`` returns the implementation for the arguments: NumPy
+    arrays when the operation is called from Python, their Numba types when
+    a kernel calling it is typed. The stub gives the signature and the
+    docstring.
+    """
+    def decorate(stub):
+        @functools.wraps(stub)
+        def operation(*args):
+            return pick(*args)(*args)
+
+        @functools.wraps(stub)
+        def typing(*args):
+            return pick(*args)
+
+        overload(operation, jit_options=_OVERLOAD_JIT)(typing)
+        return operation
+
+    return decorate
 
 
+def by_design(dense, csr):
+    """The ``pick`` of :func:`typed_operation` by the kind of the first argument."""
+    def pick(design, *args):
+        return dense if isinstance(design, (np.ndarray, types.Array)) else csr
+
+    return pick
+
+
+# -- Work array --------------------------------------------------------------
+
+
+def _dense_batch_block(design, max_rows):
+    n_features = design.shape[1]
+    per_block = BLOCK_LIMIT // n_features
+    per_block = 1 if per_block < 1 else per_block
+    per_block = max_rows if per_block > max_rows else per_block
+    return np.zeros((n_features, per_block)), per_block
+
+
+def _csr_batch_block(design, max_rows):
+    return np.zeros((0, max_rows)), max_rows
+
+
+@typed_operation(by_design(_dense_batch_block, _csr_batch_block))
 def batch_block(design, max_rows):
     """Return ``(block, rows_per_block)`` for batches of at most ``max_rows`` rows.
 
@@ -46,43 +96,55 @@ def batch_block(design, max_rows):
     """
 
 
-@overload(batch_block, jit_options=_OVERLOAD_JIT)
-def _batch_block(design, max_rows):
-    if _is_dense(design):
-        def dense(design, max_rows):
-            n_features = design.shape[1]
-            per_block = BLOCK_LIMIT // n_features
-            per_block = 1 if per_block < 1 else per_block
-            per_block = max_rows if per_block > max_rows else per_block
-            return np.empty((n_features, per_block)), per_block
-
-        return dense
-
-    def csr(design, max_rows):
-        return np.empty((0, 0)), max_rows
-
-    return csr
+# -- Prefetch ----------------------------------------------------------------
 
 
-def prefetch_row(design, i):
-    """Hint that row ``i`` of the design will be read soon."""
+def _dense_prefetch_sample(design, y, weight, memory, other_memory, i):
+    prefetch_dense_row(design, i)
+    prefetch(y, i)
+    prefetch(weight, i)
+    prefetch(memory, i * memory.shape[1])
+    prefetch(other_memory, i * other_memory.shape[1])
 
 
-@overload(prefetch_row, jit_options=_OVERLOAD_JIT)
-def _prefetch_row(design, i):
-    if _is_dense(design):
-        def dense(design, i):
-            prefetch_dense_row(design, i)
-
-        return dense
-
-    def csr(design, i):
-        data, indices, indptr = design
-        prefetch_csr_row(data, indices, indptr, i)
-
-    return csr
+def _csr_prefetch_sample(design, y, weight, memory, other_memory, i):
+    prefetch_csr_row(design[0], design[1], design[2], i)
+    prefetch(y, i)
+    prefetch(weight, i)
+    prefetch(memory, i * memory.shape[1])
+    prefetch(other_memory, i * other_memory.shape[1])
 
 
+@typed_operation(by_design(_dense_prefetch_sample, _csr_prefetch_sample))
+def prefetch_sample(design, y, weight, memory, other_memory, i):
+    """Prefetch row ``i`` of the design, its target, weight and per-row memories.
+
+    Straight-line: the memories (rows of shape (n, K)) are prefetched even
+    when they are empty (SOBA's), as a prefetch never faults.
+    """
+
+
+# -- Margins and sums --------------------------------------------------------
+
+
+def _csr_batch_margins(design, rows, start, stop, block, fit_intercept, W, U, V, Q, both):
+    data, indices, indptr = design
+    last = W.shape[1] - 1
+    for b in range(stop - start):
+        i = rows[start + b]
+        for k in range(W.shape[0]):
+            u = W[k, last] if fit_intercept else 0.0
+            q = V[k, last] if fit_intercept and both else 0.0
+            for jj in range(indptr[i], indptr[i + 1]):
+                u += data[jj] * W[k, indices[jj]]
+                if both:
+                    q += data[jj] * V[k, indices[jj]]
+            U[k, b] = u
+            if both:
+                Q[k, b] = q
+
+
+@typed_operation(by_design(_dense_batch_margins, _csr_batch_margins))
 def batch_margins(design, rows, start, stop, block, fit_intercept, W, U, V, Q, both):
     """Set the margins of the rows ``rows[start:stop]``.
 
@@ -93,65 +155,29 @@ def batch_margins(design, rows, start, stop, block, fit_intercept, W, U, V, Q, b
     """
 
 
-@overload(batch_margins, jit_options=_OVERLOAD_JIT)
-def _batch_margins(design, rows, start, stop, block, fit_intercept, W, U, V, Q, both):
-    if _is_dense(design):
-        return _dense_batch_margins
-
-    def csr(design, rows, start, stop, block, fit_intercept, W, U, V, Q, both):
-        data, indices, indptr = design
-        last = W.shape[1] - 1
-        for b in range(stop - start):
-            i = rows[start + b]
-            for k in range(W.shape[0]):
-                u = W[k, last] if fit_intercept else 0.0
+def _csr_batch_scatter(design, rows, start, stop, block, fit_intercept, C, G, D, H, both):
+    data, indices, indptr = design
+    last = G.shape[1] - 1
+    for b in range(stop - start):
+        i = rows[start + b]
+        for k in range(G.shape[0]):
+            c, d = C[k, b], D[k, b]
+            for jj in range(indptr[i], indptr[i + 1]):
+                G[k, indices[jj]] += c * data[jj]
                 if both:
-                    q = V[k, last] if fit_intercept else 0.0
-                    for jj in range(indptr[i], indptr[i + 1]):
-                        u += data[jj] * W[k, indices[jj]]
-                        q += data[jj] * V[k, indices[jj]]
-                    Q[k, b] = q
-                else:
-                    for jj in range(indptr[i], indptr[i + 1]):
-                        u += data[jj] * W[k, indices[jj]]
-                U[k, b] = u
-
-    return csr
+                    H[k, indices[jj]] += d * data[jj]
+            if fit_intercept:
+                G[k, last] += c
+                if both:
+                    H[k, last] += d
 
 
+@typed_operation(by_design(_dense_batch_scatter, _csr_batch_scatter))
 def batch_scatter(design, rows, start, stop, block, fit_intercept, C, G, D, H, both):
     """Add the rows ``rows[start:stop]`` weighted by ``C`` to ``G``.
 
     ``G[k] += sum_b C[k, b] [d_i, 1]`` over the rows ``i = rows[start + b]``,
-    and, if ``both``, ``H[k] += sum_b D[k, b] [d_i, 1]`` (otherwise ``D`` and
-    ``H`` are not touched). Dense rows are read from the ``block`` that
+    and, if ``both``, ``H[k] += sum_b D[k, b] [d_i, 1]`` (otherwise ``H`` is
+    not touched). Dense rows are read from the ``block`` that
     :func:`batch_margins` filled.
     """
-
-
-@overload(batch_scatter, jit_options=_OVERLOAD_JIT)
-def _batch_scatter(design, rows, start, stop, block, fit_intercept, C, G, D, H, both):
-    if _is_dense(design):
-        return _dense_batch_scatter
-
-    def csr(design, rows, start, stop, block, fit_intercept, C, G, D, H, both):
-        data, indices, indptr = design
-        last = G.shape[1] - 1
-        for b in range(stop - start):
-            i = rows[start + b]
-            for k in range(G.shape[0]):
-                c = C[k, b]
-                if both:
-                    d = D[k, b]
-                    for jj in range(indptr[i], indptr[i + 1]):
-                        G[k, indices[jj]] += c * data[jj]
-                        H[k, indices[jj]] += d * data[jj]
-                    if fit_intercept:
-                        H[k, last] += d
-                else:
-                    for jj in range(indptr[i], indptr[i + 1]):
-                        G[k, indices[jj]] += c * data[jj]
-                if fit_intercept:
-                    G[k, last] += c
-
-    return csr

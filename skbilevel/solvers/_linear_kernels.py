@@ -33,21 +33,19 @@ it (the overloads of ``problems._batches`` and :func:`row_loss_terms`).
 
 import numpy as np
 from numba import njit, types
-from numba.extending import overload
 
 from ..problems._batches import (
-    _OVERLOAD_JIT,
     batch_block,
     batch_margins,
     batch_scatter,
-    prefetch_row,
+    prefetch_sample,
+    typed_operation,
 )
 from ..problems._kernels import (
     _HELPER_JIT,
     FAST_JIT,
     loss_derivative,
     loss_hessian_apply,
-    prefetch,
     scalar_loss_terms,
     sigmoid,
 )
@@ -56,25 +54,49 @@ GROUPED_L2 = 0
 SAMPLE_WEIGHTS = 1
 
 
+# The kernel's own code uses no NumPy function or builtin but np.zeros
+# (float64, of one and two dimensions): each other one (min and max of
+# integers, np.empty, np.ones, integer zeros, array arithmetic) is compiled
+# on its own for a first fit, for about a tenth of a second each.
+
+
 @njit(**_HELPER_JIT)
 def _clip(value, lower, upper):
-    return min(max(value, lower), upper)
+    value = lower if value < lower else value
+    return upper if value > upper else value
 
 
-@njit(**_HELPER_JIT)
-def prefetch_sample(design, y, weight, memory, other_memory, i):
-    """Prefetch row ``i`` of the design, its target, weight and SAGA memories.
-
-    Straight-line: the memories are prefetched even when empty (SOBA), as a
-    prefetch never faults.
-    """
-    prefetch_row(design, i)
-    prefetch(y, i)
-    prefetch(weight, i)
-    prefetch(memory, i * memory.shape[1])
-    prefetch(other_memory, i * other_memory.shape[1])
+def _one_output_loss_terms(loss, y, i, U, Q, b, work):
+    g, h = scalar_loss_terms(loss, y[i], U[0, b], Q[0, b])
+    cross = g * Q[0, b]
+    U[0, b] = g
+    Q[0, b] = h
+    return cross
 
 
+def _multinomial_loss_terms(loss, y, i, U, Q, b, work):
+    u, q, g, hq = work
+    for k in range(U.shape[0]):
+        u[k] = U[k, b]
+        q[k] = Q[k, b]
+    loss_derivative(loss, y[i], u, g)
+    loss_hessian_apply(loss, y[i], g, q, hq)
+    cross = 0.0
+    for k in range(U.shape[0]):
+        cross += g[k] * q[k]
+        U[k, b] = g[k]
+        Q[k, b] = hq[k]
+    return cross
+
+
+def _by_targets(loss, y, *args):
+    """Float targets: one-output losses; integer targets: multinomial class indices."""
+    floating = (isinstance(y.dtype, types.Float) if isinstance(y, types.Array)
+                else y.dtype.kind == "f")
+    return _one_output_loss_terms if floating else _multinomial_loss_terms
+
+
+@typed_operation(_by_targets)
 def row_loss_terms(loss, y, i, U, Q, b, work):
     """Turn the margins of row ``i`` into its loss derivatives; return the cross term.
 
@@ -83,39 +105,10 @@ def row_loss_terms(loss, y, i, U, Q, b, work):
     and ``<l'(u), q>`` is returned. Float targets are those of the one-output
     losses, whose arithmetic stays in registers; int64 targets are class
     indices of the multinomial loss (``work``: four K-vectors). Both
-    implementations are straight-line (no branch on an array argument, no
-    call that can raise), so that the reference counts of their array
-    arguments are pruned once they are inlined into the kernel's row loop.
+    implementations are straight-line on their array arguments, so that
+    their reference counts are pruned once they are inlined into the
+    kernel's row loop.
     """
-
-
-@overload(row_loss_terms, jit_options=_OVERLOAD_JIT)
-def _row_loss_terms(loss, y, i, U, Q, b, work):
-    if isinstance(y.dtype, types.Float):
-        def one_output(loss, y, i, U, Q, b, work):
-            g, h = scalar_loss_terms(loss, y[i], U[0, b], Q[0, b])
-            cross = g * Q[0, b]
-            U[0, b] = g
-            Q[0, b] = h
-            return cross
-
-        return one_output
-
-    def multinomial(loss, y, i, U, Q, b, work):
-        u, q, g, hq = work
-        for k in range(U.shape[0]):
-            u[k] = U[k, b]
-            q[k] = Q[k, b]
-        loss_derivative(loss, y[i], u, g)
-        loss_hessian_apply(loss, y[i], g, q, hq)
-        cross = 0.0
-        for k in range(U.shape[0]):
-            cross += g[k] * q[k]
-            U[k, b] = g[k]
-            Q[k, b] = hq[k]
-        return cross
-
-    return multinomial
 
 
 @njit(**FAST_JIT)
@@ -173,7 +166,9 @@ def single_loop_chunk(
     d_hvp = np.zeros((K, n_cols))
     d_val = np.zeros((K, n_cols))
     r = np.zeros(n_cols)  # L2 strength of every column (0: the intercept)
-    shrink = np.zeros(n_cols) + 1.0  # 1 / (1 + inner_steps r): the proximal step
+    shrink = np.zeros(n_cols)  # 1 / (1 + inner_steps r): the proximal step
+    for j in range(n_cols):
+        shrink[j] = 1.0
     zv = np.zeros(n_features)
     work = (np.zeros(K), np.zeros(K), np.zeros(K), np.zeros(K))
     dx = np.zeros(x.shape[0])
@@ -184,14 +179,17 @@ def single_loop_chunk(
             r[j] = scale[j]
             shrink[j] = 1.0 / (1.0 + inner_steps[j] * scale[j])
     # Lazy outer updates (sample weights with SAGA): x[i] is current up to
-    # iteration last[i]; after that it moves by a constant push per iteration.
-    last = np.zeros(x.shape[0], dtype=np.int64)
+    # iteration last[i] (a float64 count); after that it moves by a constant
+    # push per iteration.
+    last = np.zeros(x.shape[0])
     n_iter = offsets.shape[0] - 1
     n_visits, n_val_visits = offsets[n_iter], val_offsets[n_iter]
     max_batch = 1
     for t in range(n_iter):
-        max_batch = max(max_batch, offsets[t + 1] - offsets[t],
-                        val_offsets[t + 1] - val_offsets[t])
+        batch = offsets[t + 1] - offsets[t]
+        val_batch = val_offsets[t + 1] - val_offsets[t]
+        max_batch = batch if batch > max_batch else max_batch
+        max_batch = val_batch if val_batch > max_batch else max_batch
     block, per_block = batch_block(design, max_batch)
     val_block, val_per_block = batch_block(val_design, max_batch)
     U = np.zeros((K, per_block))
@@ -200,17 +198,17 @@ def single_loop_chunk(
     Qv = np.zeros((K, val_per_block))
     # The first rows of the chunk; later, each row asks for the one at its
     # place in the next batch.
-    for tt in range(min(offsets[1], n_visits)):
-        prefetch_row(design, rows[tt])
-    for tt in range(min(val_offsets[1], n_val_visits)):
-        prefetch_row(val_design, val_rows[tt])
+    for tt in range(offsets[1] if n_iter > 0 else 0):
+        prefetch_sample(design, y, weight, mem_grad, mem_hvp, rows[tt])
+    for tt in range(val_offsets[1] if n_iter > 0 else 0):
+        prefetch_sample(val_design, yv, weightv, mem_val, mem_val, val_rows[tt])
     for t in range(n_iter):
         start, stop = offsets[t], offsets[t + 1]
         val_start, val_stop = val_offsets[t], val_offsets[t + 1]
         batch = stop - start
         val_batch = val_stop - val_start
         for sub in range(start, stop, per_block):
-            sub_stop = min(sub + per_block, stop)
+            sub_stop = sub + per_block if sub + per_block < stop else stop
             batch_margins(design, rows, sub, sub_stop, block, fit_intercept, Z, U, V, Q, True)
             for b in range(sub_stop - sub):
                 ahead = sub + b + batch
@@ -245,7 +243,7 @@ def single_loop_chunk(
                           True)
 
         for sub in range(val_start, val_stop, val_per_block):
-            sub_stop = min(sub + val_per_block, val_stop)
+            sub_stop = sub + val_per_block if sub + val_per_block < val_stop else val_stop
             batch_margins(val_design, val_rows, sub, sub_stop, val_block, fit_intercept, Z, Uv,
                           Z, Uv, False)
             for b in range(sub_stop - sub):
