@@ -28,7 +28,11 @@ means, reset of the accumulators) is one pass over the coefficients.
 Compile time: the kernel is compiled for the kinds of design (dense or CSR)
 and of targets (float64 for the one-output losses, int64 class indices for
 the multinomial loss) it meets, and the code of the other kinds is not in
-it (the overloads of ``problems._batches`` and :func:`row_loss_terms`).
+it (the typed operations of ``problems._batches`` and
+:func:`row_loss_terms`). The kernel allocates with ``np.zeros`` only and
+uses no ``min`` or ``max`` of integers: each NumPy function or builtin a
+kernel uses is compiled on its own for a first fit, about a tenth of a
+second each.
 """
 
 import numpy as np
@@ -52,12 +56,6 @@ from ..problems._kernels import (
 
 GROUPED_L2 = 0
 SAMPLE_WEIGHTS = 1
-
-
-# The kernel's own code uses no NumPy function or builtin but np.zeros
-# (float64, of one and two dimensions): each other one (min and max of
-# integers, np.empty, np.ones, integer zeros, array arithmetic) is compiled
-# on its own for a first fit, for about a tenth of a second each.
 
 
 @njit(**_HELPER_JIT)
@@ -251,7 +249,7 @@ def single_loop_chunk(
                 if ahead < n_val_visits:
                     prefetch_sample(val_design, yv, weightv, mem_val, mem_val, val_rows[ahead])
                 j = val_rows[sub + b]
-                row_loss_terms(loss, yv, j, Uv, Qv, b, work)  # Qv: unused
+                row_loss_terms(loss, yv, j, Uv, Qv, b, work)  # l'(u); Qv is not read
                 for k in range(K):
                     g = weightv[j] * Uv[k, b]
                     Uv[k, b] = g - mem_val[j, k] if saga else g
