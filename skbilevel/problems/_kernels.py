@@ -227,7 +227,8 @@ def row_axpy2(X, data, indices, indptr, i, a, G, b, H, fit_intercept):
 # and calls kept reference counts (atomic operations) on its arguments.
 
 #: Largest block (features x rows) a kernel allocates for a dense minibatch;
-#: a batch of wider rows is processed in several blocks.
+#: beyond it, the single-loop kernel processes a batch in several blocks
+#: and :func:`epoch_oracles` visits its rows one by one.
 BLOCK_LIMIT = 1 << 16
 
 
