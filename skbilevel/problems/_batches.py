@@ -29,15 +29,13 @@ from numba.extending import overload
 
 from ._kernels import (
     BLOCK_LIMIT,
+    FAST_JIT,
     _dense_batch_margins,
     _dense_batch_scatter,
     prefetch,
     prefetch_csr_row,
     prefetch_dense_row,
 )
-
-_OVERLOAD_JIT = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy",
-                     fastmath={"reassoc", "contract"})
 
 
 def typed_operation(pick):
@@ -57,7 +55,7 @@ def typed_operation(pick):
         def typing(*args):
             return pick(*args)
 
-        overload(operation, jit_options=_OVERLOAD_JIT)(typing)
+        overload(operation, jit_options=FAST_JIT)(typing)
         return operation
 
     return decorate
