@@ -136,9 +136,10 @@ def log1pexp(t):
 def sigmoid(t):
     """Return ``1 / (1 + exp(-t))`` without overflow.
 
-    Branch-free (both cases computed, one selected): the sign of a margin is
-    close to random across rows, and a branch on it is mispredicted half
-    the time.
+    Branch-free (both cases computed, one selected): where the model does
+    not yet separate the classes (early in a fit, noisy labels) the sign of
+    a margin is close to random from row to row, and a branch on it is
+    mispredicted about half the time.
     """
     e = np.exp(-abs(t))
     p = 1.0 / (1.0 + e)
