@@ -14,6 +14,7 @@ from skbilevel.solvers import (
     get_solver,
     solve_reference,
 )
+from skbilevel.solvers._sampling import _fisher_yates, permutation
 
 #: Epoch budgets that let every solver meet the targets below with defaults.
 QUADRATIC_EPOCHS = {"soba": 1500, "saba": 1500, "amigo": 2000, "sid": 25000, "stocbio": 20000,
@@ -166,6 +167,39 @@ def test_batch_stream_covers_each_row_once_per_pass():
     np.testing.assert_array_equal(np.sort(first), np.arange(10))
     np.testing.assert_array_equal(np.sort(second), np.arange(10))
     assert not np.array_equal(first, second)
+
+
+def test_permutation_draws_every_order_equally_often():
+    rng = np.random.default_rng(0)
+    draws = np.array([permutation(4, rng) for _ in range(24000)])
+    np.testing.assert_array_equal(np.sort(draws, axis=1), np.tile(np.arange(4), (24000, 1)))
+    _, counts = np.unique(draws, axis=0, return_counts=True)
+    assert len(counts) == 24
+    # Chi-square statistic against 1,000 of each order; 49.7 is the 0.999
+    # quantile of the distribution with 23 degrees of freedom.
+    assert np.sum((counts - 1000.0) ** 2 / 1000.0) < 49.7
+    # Every row reaches every position: the first rows of 35,000 are spread.
+    big = permutation(35000, rng)
+    np.testing.assert_array_equal(np.sort(big), np.arange(35000))
+    assert abs(np.mean(np.flatnonzero(big < 100)) - 17500) < 3500
+
+
+def test_permutation_is_reproducible_and_seed_dependent():
+    first, again, other = (permutation(1000, np.random.default_rng(seed)) for seed in (3, 3, 4))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    with pytest.raises(ValueError, match="At most 2\\*\\*32 - 1 rows"):
+        permutation(1 << 32, np.random.default_rng(0))
+
+
+def test_fisher_yates_run_as_python_equals_compiled():
+    for seed in (0, 12345, 2 ** 64 - 1):
+        compiled, python = np.arange(500), np.arange(500)
+        _fisher_yates(compiled, np.uint64(seed))
+        with np.errstate(over="ignore"):  # the uint64 arithmetic wraps by design
+            _fisher_yates.py_func(python, np.uint64(seed))
+        np.testing.assert_array_equal(compiled, python)
+        assert not np.array_equal(compiled, np.arange(500))
 
 
 def test_batch_stream_take_gives_the_batches_of_next():

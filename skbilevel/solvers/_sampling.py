@@ -1,7 +1,16 @@
 """Minibatches of row indices, drawn from a seeded NumPy generator."""
 
 import numpy as np
+from numba import njit
 from sklearn.utils import check_random_state
+
+_LOW_32 = np.uint64(0xFFFFFFFF)
+_SHIFT_32 = np.uint64(32)
+# SplitMix64 (Steele, Lea and Flood, 2014): the increment of its state and
+# the multipliers of its output mix.
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
 
 
 def check_generator(random_state):
@@ -10,6 +19,44 @@ def check_generator(random_state):
         return random_state
     seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
     return np.random.default_rng(seed)
+
+
+def permutation(n, rng):
+    """Return a uniformly random permutation of ``range(n)`` as int64.
+
+    The same distribution as ``rng.permutation(n)``, four times faster
+    (about 0.15 ms instead of 0.6 ms for 35,000 rows, a tenth of a SABA
+    epoch on IJCNN1; ``benchmarks/bench_epochs.py``): ``rng`` draws one
+    64-bit seed, and a Numba Fisher-Yates loop shuffles with the SplitMix64
+    sequence of that seed.
+    """
+    if n >= 1 << 32:
+        raise ValueError(f"At most 2**32 - 1 rows can be permuted; got {n}.")
+    perm = np.arange(n, dtype=np.int64)
+    with np.errstate(over="ignore"):  # wrapping is intended (matters when run as Python)
+        _fisher_yates(perm, np.uint64(rng.bit_generator.random_raw()))
+    return perm
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _fisher_yates(perm, seed):
+    """Shuffle ``perm`` in place with the SplitMix64 sequence of ``seed``.
+
+    Position ``i`` swaps with ``j = floor(r (i + 1) / 2**64)`` for the next
+    64-bit output ``r``: the high word of the product, computed exactly
+    from 32-bit halves (Lemire's multiply-shift without its rejection step:
+    the bias is below ``n / 2**64``).
+    """
+    state = seed
+    for i in range(perm.shape[0] - 1, 0, -1):
+        state += _GAMMA
+        r = (state ^ (state >> np.uint64(30))) * _MIX_1
+        r = (r ^ (r >> np.uint64(27))) * _MIX_2
+        r ^= r >> np.uint64(31)
+        bound = np.uint64(i + 1)
+        high = (r >> _SHIFT_32) * bound + (((r & _LOW_32) * bound) >> _SHIFT_32)
+        j = np.int64(high >> _SHIFT_32)
+        perm[i], perm[j] = perm[j], perm[i]
 
 
 class BatchStream:
@@ -26,7 +73,7 @@ class BatchStream:
     batch_size : int
         Rows per batch (at most ``n``).
     rng : numpy.random.Generator
-        Source of the permutations.
+        Source of the permutations (see :func:`permutation`).
     """
 
     def __init__(self, n, batch_size, rng):
@@ -39,7 +86,7 @@ class BatchStream:
     def next(self):
         """Return the next batch as an int64 array."""
         if self._pos >= self.n:
-            self._perm = self.rng.permutation(self.n).astype(np.int64)
+            self._perm = permutation(self.n, self.rng)
             self._pos = 0
         batch = self._perm[self._pos:self._pos + self.batch_size]
         self._pos += len(batch)
@@ -56,7 +103,7 @@ class BatchStream:
         remaining = n_batches
         while remaining > 0:
             if self._pos >= self.n:
-                self._perm = self.rng.permutation(self.n).astype(np.int64)
+                self._perm = permutation(self.n, self.rng)
                 self._pos = 0
             starts = np.arange(self._pos, self.n, self.batch_size)[:remaining]
             ends = np.minimum(starts + self.batch_size, self.n)
