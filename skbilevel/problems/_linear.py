@@ -102,6 +102,7 @@ class LinearBilevelProblem(BilevelProblem):
         self._all_train = np.arange(self.n_train, dtype=np.int64)
         self._all_val = np.arange(self.n_val, dtype=np.int64)
         self.spread_offset = self._spread_offset()
+        self._kernel_splits = None
 
     def _check_targets(self, y, design, name):
         y = np.asarray(y)
@@ -126,14 +127,16 @@ class LinearBilevelProblem(BilevelProblem):
         int64 class indices for the multinomial loss (the kernels are
         compiled for each kind of design and of targets they meet).
         """
-        targets = np.int64 if self.loss.code == _kernels.MULTINOMIAL else np.float64
-        weight = np.ones(self.n_train) if self.sample_weight is None else self.sample_weight
-        val_weight = (
-            np.ones(self.n_val) if self.val_sample_weight is None else self.val_sample_weight
-        )
+        if self._kernel_splits is None:  # made once: the solvers ask every epoch
+            targets = np.int64 if self.loss.code == _kernels.MULTINOMIAL else np.float64
+            self._kernel_splits = tuple(
+                (design.kernel_design, y.astype(targets, copy=False),
+                 np.ones(len(y)) if weight is None else weight)
+                for design, y, weight in ((self.train, self.y_train, self.sample_weight),
+                                          (self.val, self.y_val, self.val_sample_weight))
+            )
         return (
-            (self.train.kernel_design, self.y_train.astype(targets, copy=False), weight),
-            (self.val.kernel_design, self.y_val.astype(targets, copy=False), val_weight),
+            *self._kernel_splits,
             self.loss.code,
             self.fit_intercept,
             *self.hyperparams.kernel_arguments(),
