@@ -36,20 +36,33 @@ Printed, per task and solver: solver time and epochs to reach gaps 1e-2,
 1e-3 and 1e-4 (IJCNN1; both *absolute*, ``h(x_t) - h* <= eps``, and
 *relative*, ``h(x_t) - h* <= eps (h(x0) - h*)``; the first recorded epoch
 that does), the final gap or test accuracy, the time per epoch (mean over
-the run; median and minimum over the recorded epochs) beside the median and
-minimum of ``--repeat`` timings of one full-data NumPy gradient of the inner
-objective taken just before the solver in the same run (the independent
-NumPy code of ``bench_oracles.py``), and their ratios. A run that raises
+the run; median and minimum over the recorded epochs) beside one full-data
+NumPy gradient of the inner objective (the independent NumPy code of
+``bench_oracles.py``), and their ratios. The gradient is timed twice: once
+after every epoch of the run, in the callback (outside the solver's time),
+under the cache conditions the epochs meet (median over the epochs); and
+alone, ``--repeat`` times in a row just before the run (median and
+minimum), where each call finds the data of the previous one in the
+caches: on IJCNN1 about half the time of the first figure (1 ms against 2
+ms), so the ratios to it are about twice as large. A run that raises
 ``FloatingPointError`` (the solver gave up after repeated divergences) is
 reported as failed, without a curve. Then the
 Numba compile time of a first fit of every solver in a fresh interpreter,
 cold (empty ``NUMBA_CACHE_DIR``) and warm (the cache the cold run wrote).
 
+SABA's epochs to each gap on IJCNN1 depend on the minibatches: SABA then
+runs again with ``random_state`` 0 to ``--saba-seeds - 1``, and the epochs
+to each absolute gap are printed per seed, with their median and maximum.
+A run can also end in the reference's own local minimum (``h_ref``, above
+``h*`` by about 3e-4, its projected hypergradient as small as at ``x*``):
+such a run never reaches the smaller gaps, and is marked.
+
 Targets (issue 3): SABA's epoch at most 3 times the NumPy gradient; SABA with
 defaults reaches gap 1e-3 within 15 epochs and 1e-4 within 60 on IJCNN1 (the
 issue does not say whether the gap is absolute or relative: a verdict is
-printed for each); the first fit compiles in at most 5 s cold and under 1 s
-warm (first minus second fit of SABA in a fresh process).
+printed for each, from the run with ``--seed``, and one on the median over
+the seeds); the first fit compiles in at most 5 s cold and under 1 s warm
+(first minus second fit of SABA in a fresh process).
 
 Run from the repository's root::
 
@@ -322,9 +335,13 @@ def run_solver(task, name, max_epochs, time_limit, seed):
     gave up after repeated divergences) is reported, not raised.
     """
     checkpoints = [(task.x0.copy(), np.zeros(task.problem.n_inner))]
+    grad_times = []
 
     def callback(state):
         checkpoints.append((state.x.copy(), state.z.copy()))
+        start = time.perf_counter()
+        task.numpy_gradient()
+        grad_times.append(time.perf_counter() - start)
         return False
 
     solver = get_solver(name)
@@ -367,6 +384,7 @@ def run_solver(task, name, max_epochs, time_limit, seed):
         if hist["epoch"][-1] > 0 else np.nan,
         "min ms/epoch": 1e3 * float(per_epoch.min()) if per_epoch.size else np.nan,
         "recoveries": recoveries, "message": result.message, "error": error,
+        "numpy grad between epochs ms": 1e3 * float(np.median(grad_times)),
     }
     return rows, summary, checkpoints
 
@@ -424,6 +442,8 @@ def run_task(task, args, curves, summary_rows):
         summary["numpy grad ms"] = 1e3 * grad_timing.median
         summary["min numpy grad ms"] = 1e3 * grad_timing.min
         if "ms/epoch" in summary:
+            summary["epoch / numpy grad between epochs"] = (
+                summary["ms/epoch"] / summary["numpy grad between epochs ms"])
             summary["epoch / numpy grad"] = summary["ms/epoch"] / summary["numpy grad ms"]
             summary["min epoch / min numpy grad"] = (summary["min ms/epoch"]
                                                      / summary["min numpy grad ms"])
@@ -431,13 +451,19 @@ def run_task(task, args, curves, summary_rows):
             print(f"    FAILED: {summary['error']}")
         results.append((name, rows, summary, checkpoints))
 
+    seed_runs = []
     if isinstance(task, IJCNN1):
+        if "saba" in args.solvers and args.saba_seeds > 0:
+            seed_runs = run_saba_seeds(task, args)
         # h is not convex: a solver may end in a better local minimum than the
         # reference's; h* is then the best point known, polished.
         for name, rows, summary, checkpoints in results:
             if rows:
                 best = min(range(len(rows)), key=lambda i: rows[i]["h"])
                 task.improve(checkpoints[best][0], f"{name} (random_state={args.seed})")
+        for seed, rows, checkpoints in seed_runs:
+            best = min(range(len(rows)), key=lambda i: rows[i]["h"])
+            task.improve(checkpoints[best][0], f"saba (random_state={seed})")
         print()
         print(f"h(x0) = {task.h0:.10g}; h_ref = {task.h_ref:.10g} (solve_reference from "
               f"x0); h* = {task.h_star:.10g} ({task.star_source}); h(x0) - h* = "
@@ -468,6 +494,69 @@ def run_task(task, args, curves, summary_rows):
         summary_rows.append(summary)
         table.append(summary)
     _print_task_tables(task, table)
+    if seed_runs:
+        summary_rows.extend(summarize_saba_seeds(task, seed_runs))
+
+
+def run_saba_seeds(task, args):
+    """SABA with ``random_state`` 0 to ``--saba-seeds - 1``: ``(seed, rows, checkpoints)``."""
+    max_epochs = args.epochs or EPOCHS[task.name]["saba"]
+    time_limit = args.time_limit or TIME_LIMIT[task.name]
+    print(f"  saba with random_state 0 to {args.saba_seeds - 1}: up to {max_epochs:g} "
+          "epochs each ...", flush=True)
+    runs = []
+    for seed in range(args.saba_seeds):
+        rows, summary, checkpoints = run_solver(task, "saba", max_epochs, time_limit, seed)
+        if not rows:
+            raise RuntimeError(f"saba (random_state={seed}) failed: {summary['error']}")
+        runs.append((seed, rows, checkpoints))
+    return runs
+
+
+def summarize_saba_seeds(task, runs):
+    """Print SABA's epochs to each absolute gap per seed; return one summary row per seed.
+
+    A run whose last ``h`` is within 1e-6 of ``h_ref`` ended in the
+    reference's local minimum.
+    """
+    lines = []
+    for seed, rows, _ in runs:
+        task.set_gaps(rows)
+        line = {"dataset": task.name, "solver": "saba (seeds)", "seed": seed}
+        for eps in GAPS:
+            _, e = first_reach(rows, "gap", eps)
+            line[f"epochs to abs {eps:g}"] = "" if e is None else e
+        line["final gap"] = rows[-1]["gap"]
+        line["in h_ref's minimum"] = bool(abs(rows[-1]["h"] - task.h_ref) < 1e-6)
+        lines.append(line)
+    print()
+    _common.print_table(
+        lines, ["seed"] + [f"epochs to abs {eps:g}" for eps in GAPS]
+        + ["final gap", "in h_ref's minimum"],
+        title=f"{task.label}: SABA's epochs to reach the absolute gap, per random_state "
+              "(empty: not reached):",
+    )
+    for eps in GAPS:
+        key = f"epochs to abs {eps:g}"
+        reached = [line[key] for line in lines if line[key] != ""]
+        median = _median_or_missing(reached, len(lines))
+        for line in lines:
+            line[f"median {key}"] = median
+        largest = _fmt_epochs(max(reached) if len(reached) == len(lines) else "")
+        print(f"  gap {eps:g}: median {_fmt_epochs(median)} epochs, maximum {largest} "
+              f"({len(reached)} of {len(lines)} runs reach it)")
+    return lines
+
+
+def _median_or_missing(reached, n_runs):
+    """Median epochs over the runs, those not reaching the gap counting as infinite."""
+    values = sorted(reached) + [np.inf] * (n_runs - len(reached))
+    median = float(np.median(values))
+    return "" if not np.isfinite(median) else median
+
+
+def _fmt_epochs(value):
+    return "not reached" if value == "" else f"{value:g}"
 
 
 def _fmt_reach(summary, tag, eps):
@@ -479,6 +568,7 @@ def _fmt_reach(summary, tag, eps):
 def _print_task_tables(task, table):
     print()
     common = ["solver", "epochs", "outer updates", "solver s", "mean ms/epoch", "ms/epoch",
+              "numpy grad between epochs ms", "epoch / numpy grad between epochs",
               "numpy grad ms", "epoch / numpy grad", "min ms/epoch", "min numpy grad ms",
               "min epoch / min numpy grad", "recoveries", "evaluation s"]
     if isinstance(task, IJCNN1):
@@ -528,11 +618,14 @@ def print_verdicts(summary_rows, compile_times):
     saba = {s["dataset"]: s for s in summary_rows if s["solver"] == "saba"}
     if "ijcnn1" in saba and "ms/epoch" in saba["ijcnn1"]:
         s = saba["ijcnn1"]
-        ratio = s["epoch / numpy grad"]
-        for label, ratio in (("medians", ratio),
-                             ("minima", s["min epoch / min numpy grad"])):
-            verdict = "met" if ratio <= TARGET_EPOCH_RATIO else "NOT met"
-            print(f"  SABA epoch / NumPy gradient on IJCNN1 ({label}): {ratio:.2f} "
+        for label, key in (
+                ("medians, gradient timed between the epochs",
+                 "epoch / numpy grad between epochs"),
+                ("medians, gradient timed alone before the run", "epoch / numpy grad"),
+                ("minima, gradient timed alone before the run",
+                 "min epoch / min numpy grad")):
+            verdict = "met" if s[key] <= TARGET_EPOCH_RATIO else "NOT met"
+            print(f"  SABA epoch / NumPy gradient on IJCNN1 ({label}): {s[key]:.2f} "
                   f"(target <= {TARGET_EPOCH_RATIO:g}): {verdict}")
         for eps, budget in SABA_TARGETS.items():
             for tag in ("abs", "rel"):
@@ -542,6 +635,14 @@ def print_verdicts(summary_rows, compile_times):
                 print(f"  SABA to {'absolute' if tag == 'abs' else 'relative'} gap "
                       f"{eps:g} on IJCNN1: {shown} (target <= {budget}): "
                       f"{'met' if ok else 'NOT met'}")
+    seeds = [s for s in summary_rows if s["solver"] == "saba (seeds)"]
+    if seeds:
+        for eps, budget in SABA_TARGETS.items():
+            median = seeds[0][f"median epochs to abs {eps:g}"]
+            ok = median != "" and median <= budget
+            print(f"  SABA to absolute gap {eps:g} on IJCNN1, median over {len(seeds)} "
+                  f"random_states: {_fmt_epochs(median)} epochs (target <= {budget}): "
+                  f"{'met' if ok else 'NOT met'}")
     if compile_times:
         for run in ("cold", "warm"):
             t = compile_times[run]["saba"][0] - compile_times[run]["saba"][1]
@@ -693,6 +794,9 @@ def main(argv=None):
                         help="solver-time limit per run in seconds (default: 60 on "
                              "IJCNN1, 90 on MNIST)")
     parser.add_argument("--seed", type=int, default=0, help="random_state (default 0)")
+    parser.add_argument("--saba-seeds", type=int, default=10,
+                        help="SABA on IJCNN1 again with random_state 0 to N - 1 "
+                             "(default 10; 0: not)")
     parser.add_argument("--repeat", type=int, default=7,
                         help="timed runs of the NumPy gradient, median (default 7)")
     parser.add_argument("--data-home", default=None,
@@ -717,6 +821,7 @@ def main(argv=None):
         args.epochs = min(args.epochs or 10, 10)
         args.time_limit = min(args.time_limit or 20, 20)
         args.no_compile = True
+        args.saba_seeds = 0
     if args.epochs is not None and args.epochs <= 0:
         parser.error("--epochs must be positive")
 
