@@ -106,14 +106,15 @@ def test_saba_kernel_converges_at_fixed_x(hyperparams, loss):
     np.testing.assert_allclose(result.v, v_star, rtol=1e-7, atol=1e-9)
 
 
-def _saba_direct(problem, x, n_iter, batch_size, inner_step, outer_step, seed):
+def _saba_direct(problem, x, n_iter, batch_sizes, inner_step, outer_step, seed):
     """SABA with per-sample memories and a dense outer update, written plainly.
 
+    ``batch_sizes`` are the training and validation batch sizes;
     ``inner_step`` is one step per inner coordinate.
     """
     rng = np.random.default_rng(seed)
-    train, val = BatchStream(problem.n_train, batch_size, rng), BatchStream(
-        problem.n_val, batch_size, rng)
+    train, val = (BatchStream(n, size, rng)
+                  for n, size in zip((problem.n_train, problem.n_val), batch_sizes))
     z, v, x = np.zeros(problem.n_inner), np.zeros(problem.n_inner), x.copy()
     memory = {name: {} for name in ("grad", "hvp", "cross", "val")}
 
@@ -158,7 +159,9 @@ def test_saba_kernel_equals_direct_saga(hyperparams):
         solver._kernel_epoch(problem, state, state.memory)
     n_iter = 3 * state.train.batches_per_pass()
     inner_steps = 0.2 * np.tile(state.column_scale, problem.coef_shape[0])
-    x, z, v = _saba_direct(problem, x0, n_iter, 16, inner_steps, 3.0, seed=5)
+    batch_sizes = (16, solver._val_batch_size(problem))
+    assert batch_sizes[1] != 16  # the validation batches have their own size
+    x, z, v = _saba_direct(problem, x0, n_iter, batch_sizes, inner_steps, 3.0, seed=5)
     np.testing.assert_allclose(state.x, x, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(state.z, z, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(state.v, v, rtol=1e-9, atol=1e-12)

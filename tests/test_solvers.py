@@ -212,6 +212,23 @@ def test_batch_stream_take_gives_the_batches_of_next():
             np.testing.assert_array_equal(indices[offsets[t]:offsets[t + 1]], batch)
 
 
+def test_validation_batch_sizes():
+    """SABA scales its validation batches to the splits (one pass over each per epoch)."""
+    problem = LinearBilevelProblem(np.eye(40, 3), np.tile([1.0, -1.0], 20),
+                                   np.eye(10, 3), np.tile([1.0, -1.0], 5))
+    assert get_solver("saba", batch_size=8)._val_batch_size(problem) == 2
+    assert get_solver("saba", batch_size=1)._val_batch_size(problem) == 1  # at least one row
+    assert get_solver("soba", batch_size=8)._val_batch_size(problem) == 8
+    for name in ("saba", "soba"):
+        assert get_solver(name, batch_size=8, val_batch_size=3)._val_batch_size(problem) == 3
+        with pytest.raises(ValueError, match="val_batch_size must be at least 1"):
+            get_solver(name, val_batch_size=0).solve(problem, max_epochs=1)
+    state = SABA(batch_size=8)._initialize(problem, np.zeros(problem.n_outer),
+                                           np.random.default_rng(0))
+    assert state.val.batch_size == 2 and state.val.batches_per_pass() == 5
+    assert state.train.batches_per_pass() == 5
+
+
 def test_unknown_solver():
     with pytest.raises(ValueError, match="solver must be one of"):
         get_solver("adam")

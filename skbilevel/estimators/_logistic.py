@@ -68,7 +68,8 @@ class BilevelLogisticRegressionCV(LinearClassifierMixin, BaseL2Tuner):
         hypergradient is at most ``tol``; a stochastic solver when the norm of
         an epoch's mean hypergradient estimate is.
     batch_size : int, default=64
-        Rows per minibatch of the stochastic solvers.
+        Rows per training minibatch of the stochastic solvers (SABA's
+        validation minibatches are scaled by the ratio of the splits' sizes).
     step_size, outer_step_size : float or None, default=None
         Steps of the stochastic solvers (inner and linear system; outer).
         None: derived from the problem.

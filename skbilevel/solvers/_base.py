@@ -85,7 +85,8 @@ class StochasticSolver:
     Parameters
     ----------
     batch_size : int, default=64
-        Rows per minibatch, for the training and the validation samples.
+        Rows per minibatch of the training samples, and by default of the
+        validation samples (SABA scales the latter to the splits' sizes).
     step_size : float or None, default=None
         Step of the inner and linear-system updates.
     outer_step_size : float or None, default=None

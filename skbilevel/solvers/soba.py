@@ -36,20 +36,30 @@ class SOBA(StochasticSolver):
         See :class:`StochasticSolver`.
     decreasing : bool, default=False
         If True, both steps decay as ``1 / sqrt(t)`` with the iteration ``t``.
+    val_batch_size : int or None, default=None
+        Rows per validation batch; None: ``batch_size``.
     """
 
     name = "soba"
     _saga = False
 
     def __init__(self, batch_size=64, step_size=None, outer_step_size=None,
-                 decreasing=False, bounds=(-15.0, 15.0)):
+                 decreasing=False, bounds=(-15.0, 15.0), val_batch_size=None):
         super().__init__(batch_size, step_size, outer_step_size, bounds)
         self.decreasing = decreasing
+        self.val_batch_size = val_batch_size
+
+    def _val_batch_size(self, problem):
+        """Rows per validation batch."""
+        size = self.batch_size if self.val_batch_size is None else self.val_batch_size
+        if size < 1:
+            raise ValueError(f"val_batch_size must be at least 1; got {size!r}.")
+        return size
 
     def _initialize(self, problem, x, rng):
         state = super()._initialize(problem, x, rng)
         state.train = BatchStream(problem.n_train, self.batch_size, rng)
-        state.val = BatchStream(problem.n_val, self.batch_size, rng)
+        state.val = BatchStream(problem.n_val, self._val_batch_size(problem), rng)
         state.t = 0
         # Factor of the inner step on every column of Z and V (kernel epochs).
         if isinstance(problem, LinearBilevelProblem):
