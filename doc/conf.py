@@ -218,7 +218,8 @@ def _bench_solvers_tables():
     with open(BENCH_SOLVERS, newline="") as f:
         rows = list(csv.DictReader(f))
     out = []
-    ijcnn1 = [r for r in rows if r["dataset"] == "ijcnn1" and not r.get("error")]
+    runs = [r for r in rows if r["solver"] in SOLVER_NAMES and not r.get("error")]
+    ijcnn1 = [r for r in runs if r["dataset"] == "ijcnn1"]
     ijcnn1.sort(key=lambda r: _number(r["final gap"]))
     if ijcnn1:
         out.append("**IJCNN1, per-feature L2 strengths of a logistic regression.** "
@@ -237,13 +238,17 @@ def _bench_solvers_tables():
             ["solver", "epochs run", "solver time (s)", "ms per epoch (mean)",
              "time to gap 1e-2 (s)", "time to gap 1e-3 (s)", "time to gap 1e-4 (s)",
              "final gap"], table, [10, 9, 10, 10, 15, 15, 15, 10]))
-        grads = [_number(r["numpy grad ms"]) for r in ijcnn1]
-        grads = [g for g in grads if g is not None]
-        if grads:
+        alone, between = ([g for g in (_number(r.get(key)) for r in ijcnn1) if g is not None]
+                          for key in ("numpy grad ms", "numpy grad between epochs ms"))
+        if alone and between:
             out.append("One full-data NumPy gradient of the inner objective took "
-                       f"{min(grads):.2g} to {max(grads):.2g} ms in the same runs "
-                       "(column ``numpy grad ms``).\n")
-    mnist = [r for r in rows if r["dataset"] == "mnist" and not r.get("error")]
+                       f"{min(between):.2g} to {max(between):.2g} ms timed after each "
+                       f"epoch of the runs, {min(alone):.2g} to {max(alone):.2g} ms timed "
+                       "alone several times in a row, which keeps its data in the "
+                       "caches (columns ``numpy grad between epochs ms`` and "
+                       "``numpy grad ms``).\n")
+        out.append(_saba_seeds_text([r for r in rows if r["solver"] == "saba (seeds)"]))
+    mnist = [r for r in runs if r["dataset"] == "mnist"]
     mnist.sort(key=lambda r: -_number(r["final test acc"]))
     if mnist:
         out.append("**MNIST hyper-cleaning.**\n")
@@ -266,6 +271,25 @@ def _bench_solvers_tables():
             f"{warm[0]:.2f} s with the cache warm, then {second[0] * 1e3:.0f} ms for a "
             "second fit in the same process (rows ``numba`` of the CSV).\n")
     return "\n".join(out)
+
+
+def _saba_seeds_text(seeds):
+    """SABA's epochs to the gaps over the ``random_state`` values of bench_solvers."""
+    if not seeds:
+        return ""
+    parts = []
+    for eps in ("0.001", "0.0001"):
+        epochs = [_number(r[f"epochs to abs {eps}"]) for r in seeds]
+        reached = sorted(e for e in epochs if e is not None)
+        median = _number(seeds[0][f"median epochs to abs {eps}"])
+        parts.append(f"gap {eps} in a median of "
+                     + ("(not reached)" if median is None else f"{median:g}")
+                     + f" epochs ({len(reached)} of {len(seeds)} runs reach it"
+                     + (f", the slowest in {reached[-1]:.0f})" if reached else ")"))
+    return (f"SABA run with ``random_state`` 0 to {len(seeds) - 1}: "
+            + "; ".join(parts) + ". :math:`h` is not convex: a run that misses a gap "
+            "ends in another local minimum (column ``final gap`` of the rows "
+            "``saba (seeds)``).\n")
 
 
 def _write_bench_tables(app):
