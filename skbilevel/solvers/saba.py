@@ -4,6 +4,7 @@ import numpy as np
 
 from ..problems import LinearBilevelProblem
 from ._base import prox_step
+from ._sampling import permutation
 from .soba import SOBA
 
 class _SagaTable:
@@ -181,5 +182,5 @@ class SABA(SOBA):
 
 def _partition(n, batch_size, rng):
     """Cut a random permutation of ``n`` rows into batches (the last shorter)."""
-    perm = rng.permutation(n).astype(np.int64)
+    perm = permutation(n, rng)
     return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
