@@ -167,30 +167,33 @@ def test_saba_kernel_equals_direct_saga(hyperparams):
     np.testing.assert_allclose(state.v, v, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("saga", [False, True], ids=["soba", "saba"])
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("loss", ["logistic", "multinomial"])
 @MAPS
-def test_saba_kernel_run_as_python_equals_compiled(hyperparams, loss, sparse):
-    """The kernel's Python source (as under NUMBA_DISABLE_JIT) gives the compiled result.
+def test_kernel_run_as_python_equals_compiled(hyperparams, loss, sparse, saga):
+    """The kernels' Python source (as under NUMBA_DISABLE_JIT) gives the compiled result.
 
-    Its typed operations pick their implementation at run time there, and
-    when the kernel is typed in compiled code.
+    Their typed operations pick their implementation at run time there, and
+    when a kernel is typed in compiled code.
     """
     problem = _problem(hyperparams, sparse, loss)
     solver = SABA(batch_size=16, step_size=0.2, outer_step_size=3.0)
     states = []
-    for kernel in (single_loop_chunk, single_loop_chunk.py_func):
+    for python in (False, True):
         state = solver._initialize(problem, np.full(problem.n_outer, -1.0),
                                    np.random.default_rng(5))
         Z, V = problem._matrix(state.z), problem._matrix(state.v)
         rows, offsets = state.train.take(8)
         val_rows, val_offsets = state.val.take(8)
-        kernel(*problem.kernel_arguments(), Z, V, state.x, rows, offsets, val_rows, val_offsets,
-               0.2 * state.column_scale, np.full(problem.n_outer, 3.0),
-               np.full(problem.n_outer, -15.0), np.full(problem.n_outer, 15.0), True,
-               state.memory)
+        single_loop_chunk(
+            *problem.kernel_arguments(), Z, V, state.x, rows, offsets, val_rows, val_offsets,
+            0.2 * state.column_scale, np.full(problem.n_outer, 3.0),
+            np.full(problem.n_outer, -15.0), np.full(problem.n_outer, 15.0), saga,
+            state.memory, python=python,
+        )
         states.append((state.x, Z, V))
     x, Z, _ = states[0]
     assert np.abs(x + 1.0).max() > 1e-3 and np.abs(Z).max() > 1e-3  # the chunk did move
-    for compiled, python in zip(*states):
-        np.testing.assert_allclose(compiled, python, rtol=1e-12, atol=1e-14)
+    for compiled, in_python in zip(*states):
+        np.testing.assert_allclose(compiled, in_python, rtol=1e-12, atol=1e-14)

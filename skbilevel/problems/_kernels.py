@@ -17,25 +17,29 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import lower_builtin, type_callable
 
 LOGISTIC = 0
 SQUARED = 1
 MULTINOMIAL = 2
 
-_JIT = dict(cache=True, nogil=True)
+#: Options of every kernel: cached, without the GIL, and without the C
+#: callback wrapper Numba otherwise compiles for each function (``cfunc``,
+#: for functions passed as values, which nothing here does; a fifth of a
+#: second of a first fit).
+_JIT = dict(cache=True, nogil=True, no_cfunc_wrapper=True)
 
 #: Options of the small helpers the kernels call: compiled (and cached) on
 #: their own, then inlined by LLVM; inlining them in Numba's IR
 #: (``inline="always"``) doubled the compile time of the kernels.
-_HELPER_JIT = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy",
-               fastmath={"reassoc", "contract"})
+_HELPER_JIT = dict(**_JIT, boundscheck=False, error_model="numpy",
+                   fastmath={"reassoc", "contract"})
 
 #: Options of the kernels that loop over many rows: reassociation and fused
 #: multiply-adds let LLVM vectorize the row reductions, but no ``nnan`` or
 #: ``ninf`` (divergence is detected through non-finite values); no bounds
 #: checks; float division without the zero test of Python's error model.
-FAST_JIT = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy",
+FAST_JIT = dict(**_JIT, boundscheck=False, error_model="numpy",
                 fastmath={"reassoc", "contract"})
 
 #: How many rows ahead the row loops ask the memory for the next rows: the
@@ -59,30 +63,28 @@ def prefetch(a, offset):
     """
 
 
-@intrinsic
-def _prefetch_intrinsic(typingctx, a, offset):
-    sig = types.void(a, offset)
+@type_callable(prefetch)
+def _type_prefetch(context):
+    def typer(a, offset):
+        if isinstance(a, types.Array) and isinstance(offset, types.Integer):
+            return types.none
 
-    def codegen(context, builder, signature, args):
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        offset = context.cast(builder, args[1], signature.args[1], types.intp)
-        address = builder.gep(array.data, [offset])
-        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        # read, high temporal locality, data cache
-        builder.call(fn, [builder.bitcast(address, i8p), i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-
-    return sig, codegen
+    return typer
 
 
-@overload(prefetch, inline="always")
-def _prefetch_overload(a, offset):
-    def impl(a, offset):
-        _prefetch_intrinsic(a, offset)
-
-    return impl
+@lower_builtin(prefetch, types.Array, types.Integer)
+def _lower_prefetch(context, builder, signature, args):
+    # Lowered in place: an overload would be a function of its own, compiled
+    # (about a tenth of a second) for each kind of array it is called on.
+    array = context.make_array(signature.args[0])(context, builder, args[0])
+    offset = context.cast(builder, args[1], signature.args[1], types.intp)
+    address = builder.gep(array.data, [offset])
+    i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+    fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+    # read, high temporal locality, data cache
+    builder.call(fn, [builder.bitcast(address, i8p), i32(0), i32(3), i32(1)])
+    return context.get_dummy_value()
 
 
 # The dense and CSR cases are two helpers, and the caller picks one: one
@@ -98,7 +100,7 @@ def prefetch_dense_row(X, i):
     prefetch(X, start)
     prefetch(X, start + 8)
     prefetch(X, start + 16)
-    prefetch(X, start + min(n_cols, _PREFETCH_SPAN) - 1)
+    prefetch(X, start + (n_cols if n_cols < _PREFETCH_SPAN else _PREFETCH_SPAN) - 1)
 
 
 @njit(**_HELPER_JIT)

@@ -25,14 +25,17 @@ one-output losses keep their per-row arithmetic in registers. All the
 ``O(K p)`` work of an iteration (outer direction, both proximal steps, SAGA
 means, reset of the accumulators) is one pass over the coefficients.
 
-Compile time: the kernel is compiled for the kinds of design (dense or CSR)
-and of targets (float64 for the one-output losses, int64 class indices for
-the multinomial loss) it meets, and the code of the other kinds is not in
-it (the typed operations of ``problems._batches`` and
-:func:`row_loss_terms`). The kernel allocates with ``np.zeros`` only and
-uses no ``min`` or ``max`` of integers: each NumPy function or builtin a
-kernel uses is compiled on its own for a first fit, about a tenth of a
-second each.
+Compile time (a first fit compiles one kernel and the operations it calls;
+see ``benchmarks/bench_epochs.py``): there is one kernel per solver (SOBA or
+SABA) and kind of hyperparameters (strengths or sample weights), made from
+one source whose branches on these two constants Numba prunes before typing;
+each is compiled for the kinds of design (dense or CSR) and of targets
+(float64 for the one-output losses, int64 class indices for the multinomial
+loss) it meets, and the code of the other kinds is not in it (the typed
+operations of ``problems._batches`` and :func:`row_loss_terms`). The work
+arrays are allocated in Python, and the kernel uses no ``min`` or ``max``
+of integers: each NumPy function or builtin a kernel uses is compiled on its
+own for a first fit, about a tenth of a second each.
 """
 
 import numpy as np
@@ -109,11 +112,10 @@ def row_loss_terms(loss, y, i, U, Q, b, work):
     """
 
 
-@njit(**FAST_JIT)
 def single_loop_chunk(
     train, val, loss, fit_intercept, kind, groups, scale, spread_penalty, spread_offset,
     Z, V, x, rows, offsets, val_rows, val_offsets,
-    inner_steps, outer_step, lower, upper, saga, memory,
+    inner_steps, outer_step, lower, upper, saga, memory, python=False,
 ):
     """Run ``len(offsets) - 1`` iterations of SOBA (``saga=False``) or SABA.
 
@@ -151,170 +153,205 @@ def single_loop_chunk(
         per-row memories of shapes (n, K), (n, K), (m, K), (n,) and their
         means over the rows times ``[d_i, 1]``, of shape (K, p + fi). Ignored
         (may be empty) when ``saga`` is False.
+    python : bool, default=False
+        Run the kernel's Python source (as under ``NUMBA_DISABLE_JIT``).
     """
-    design, y, weight = train
-    val_design, yv, weightv = val
-    mem_grad, mem_hvp, mem_val, mem_cross, grad_mean, hvp_mean, val_mean = memory
-    K, n_cols = Z.shape
-    n_features = n_cols - fit_intercept
-    n_train, n_val = y.shape[0], yv.shape[0]
-    # Data terms of an iteration, summed over its rows; reset to zero by the
-    # pass over the coefficients that consumes them.
-    d_grad = np.zeros((K, n_cols))
-    d_hvp = np.zeros((K, n_cols))
-    d_val = np.zeros((K, n_cols))
-    r = np.zeros(n_cols)  # L2 strength of every column (0: the intercept)
-    shrink = np.zeros(n_cols)  # 1 / (1 + inner_steps r): the proximal step
-    for j in range(n_cols):
-        shrink[j] = 1.0
-    zv = np.zeros(n_features)
-    work = (np.zeros(K), np.zeros(K), np.zeros(K), np.zeros(K))
-    dx = np.zeros(x.shape[0])
-    weighted = kind == SAMPLE_WEIGHTS
-    lazy = weighted and saga
-    if weighted:
-        for j in range(n_features):
-            r[j] = scale[j]
-            shrink[j] = 1.0 / (1.0 + inner_steps[j] * scale[j])
-    # Lazy outer updates (sample weights with SAGA): x[i] is current up to
-    # iteration last[i] (a float64 count); after that it moves by a constant
-    # push per iteration.
-    last = np.zeros(x.shape[0])
-    n_iter = offsets.shape[0] - 1
-    n_visits, n_val_visits = offsets[n_iter], val_offsets[n_iter]
-    max_batch = 1
-    for t in range(n_iter):
-        batch = offsets[t + 1] - offsets[t]
-        val_batch = val_offsets[t + 1] - val_offsets[t]
-        max_batch = batch if batch > max_batch else max_batch
-        max_batch = val_batch if val_batch > max_batch else max_batch
+    kernel = _CHUNK_KERNELS[bool(saga), kind == SAMPLE_WEIGHTS]
+    workspace = _chunk_workspace(train[0], val[0], Z.shape, x.shape[0],
+                                 _largest_batch(offsets, val_offsets))
+    (kernel.py_func if python else kernel)(
+        train, val, loss, fit_intercept, groups, scale, spread_penalty, spread_offset,
+        Z, V, x, rows, offsets, val_rows, val_offsets, inner_steps, outer_step, lower, upper,
+        memory, workspace,
+    )
+
+
+def _largest_batch(offsets, val_offsets):
+    """The largest training or validation batch of a chunk (at least 1)."""
+    return int(max(1, np.diff(offsets).max(initial=0), np.diff(val_offsets).max(initial=0)))
+
+
+def _chunk_workspace(design, val_design, coef_shape, n_outer, max_batch):
+    """The work arrays of a chunk kernel, zeros, in the order the kernel unpacks them.
+
+    Allocated here: each ``np.zeros`` in a kernel adds to its compile time.
+    """
+    K, n_cols = coef_shape
     block, per_block = batch_block(design, max_batch)
     val_block, val_per_block = batch_block(val_design, max_batch)
-    U = np.zeros((K, per_block))
-    Q = np.zeros((K, per_block))
-    Uv = np.zeros((K, val_per_block))
-    Qv = np.zeros((K, val_per_block))
-    # The first rows of the chunk; later, each row asks for the one at its
-    # place in the next batch.
-    for tt in range(offsets[1] if n_iter > 0 else 0):
-        prefetch_sample(design, y, weight, mem_grad, mem_hvp, rows[tt])
-    for tt in range(val_offsets[1] if n_iter > 0 else 0):
-        prefetch_sample(val_design, yv, weightv, mem_val, mem_val, val_rows[tt])
-    for t in range(n_iter):
-        start, stop = offsets[t], offsets[t + 1]
-        val_start, val_stop = val_offsets[t], val_offsets[t + 1]
-        batch = stop - start
-        val_batch = val_stop - val_start
-        for sub in range(start, stop, per_block):
-            sub_stop = sub + per_block if sub + per_block < stop else stop
-            batch_margins(design, rows, sub, sub_stop, block, fit_intercept, Z, U, V, Q, True)
-            for b in range(sub_stop - sub):
-                ahead = sub + b + batch
-                if ahead < n_visits:
-                    prefetch_sample(design, y, weight, mem_grad, mem_hvp, rows[ahead])
-                i = rows[sub + b]
-                if lazy:
-                    x[i] = _clip(x[i] - outer_step[i] * (t - last[i]) * mem_cross[i] / n_train,
-                                 lower[i], upper[i])
-                s = weight[i]
-                if weighted:
-                    sw = sigmoid(x[i])
-                    s *= sw
-                # l'(u) and l''(u) q, weighted, minus the SAGA memories.
-                c = row_loss_terms(loss, y, i, U, Q, b, work)
-                for k in range(K):
-                    g, h = s * U[k, b], s * Q[k, b]
-                    if saga:
-                        U[k, b], Q[k, b] = g - mem_grad[i, k], h - mem_hvp[i, k]
-                        mem_grad[i, k], mem_hvp[i, k] = g, h
-                    else:
-                        U[k, b], Q[k, b] = g, h
-                if weighted:
-                    c *= weight[i] * sw * (1.0 - sw)
-                    push = c / batch
-                    if saga:
-                        push = (c - mem_cross[i]) / batch + mem_cross[i] / n_train
-                        mem_cross[i] = c
-                        last[i] = t + 1
-                    dx[i] = push  # read below, after the inner updates
-            batch_scatter(design, rows, sub, sub_stop, block, fit_intercept, U, d_grad, Q, d_hvp,
-                          True)
+    return (
+        np.zeros((K, n_cols)), np.zeros((K, n_cols)), np.zeros((K, n_cols)),
+        np.zeros(n_cols), np.zeros(n_cols), np.zeros(n_cols), np.zeros(n_outer),
+        np.zeros(n_outer),
+        tuple(np.zeros(K) for _ in range(4)),
+        block, np.zeros((K, per_block)), np.zeros((K, per_block)),
+        val_block, np.zeros((K, val_per_block)), np.zeros((K, val_per_block)),
+    )
 
-        for sub in range(val_start, val_stop, val_per_block):
-            sub_stop = sub + val_per_block if sub + val_per_block < val_stop else val_stop
-            batch_margins(val_design, val_rows, sub, sub_stop, val_block, fit_intercept, Z, Uv,
-                          Z, Uv, False)
-            for b in range(sub_stop - sub):
-                ahead = sub + b + val_batch
-                if ahead < n_val_visits:
-                    prefetch_sample(val_design, yv, weightv, mem_val, mem_val, val_rows[ahead])
-                j = val_rows[sub + b]
-                row_loss_terms(loss, yv, j, Uv, Qv, b, work)  # l'(u); Qv is not read
-                for k in range(K):
-                    g = weightv[j] * Uv[k, b]
-                    Uv[k, b] = g - mem_val[j, k] if saga else g
-                    if saga:
-                        mem_val[j, k] = g
-            batch_scatter(val_design, val_rows, sub, sub_stop, val_block, fit_intercept, Uv,
-                          d_val, Uv, d_val, False)
 
-        # Strengths at the current x (sample weights: fixed, set above).
-        if not weighted:
+def _chunk_kernel(saga, weighted):
+    """The chunk kernel of SABA (``saga``) or SOBA, for sample weights or strengths.
+
+    ``saga`` and ``weighted`` are constants of the closure: Numba prunes the
+    branches on them before typing, so each kernel holds only its own code
+    (one kernel branching on both at run time took about a third longer to
+    compile). Compiled on its first call.
+    """
+
+    @njit(**FAST_JIT)
+    def chunk(
+        train, val, loss, fit_intercept, groups, scale, spread_penalty, spread_offset,
+        Z, V, x, rows, offsets, val_rows, val_offsets, inner_steps, outer_step, lower, upper,
+        memory, workspace,
+    ):
+        design, y, weight = train
+        val_design, yv, weightv = val
+        mem_grad, mem_hvp, mem_val, mem_cross, grad_mean, hvp_mean, val_mean = memory
+        # d_*: data terms of an iteration, summed over its rows, reset to zero
+        # by the pass over the coefficients that consumes them; r: L2 strength
+        # of every column (0: the intercept); shrink: 1 / (1 + step r), the
+        # proximal step; zv: Z * V summed over the outputs; last: lazy outer
+        # updates (sample weights with SAGA), x[i] is current up to iteration
+        # last[i] (a float64 count), after that it moves by a constant push
+        # per iteration.
+        (d_grad, d_hvp, d_val, r, shrink, zv, dx, last, work,
+         block, U, Q, val_block, Uv, Qv) = workspace
+        K, n_cols = Z.shape
+        n_features = n_cols - fit_intercept
+        n_train, n_val = y.shape[0], yv.shape[0]
+        per_block, val_per_block = U.shape[1], Uv.shape[1]
+        for j in range(n_cols):
+            shrink[j] = 1.0
+        if weighted:
             for j in range(n_features):
-                r[j] = scale[j] * np.exp(x[groups[j]])
-                shrink[j] = 1.0 / (1.0 + inner_steps[j] * r[j])
-                zv[j] = 0.0
-        # One pass over the coefficients: outer direction of the L2 maps
-        # (exact, at the current Z and V), both proximal steps, the SAGA
-        # means, and the reset of the accumulators.
-        inv_batch, inv_val_batch = 1.0 / batch, 1.0 / val_batch
-        inv_train, inv_val = 1.0 / n_train, 1.0 / n_val
-        for k in range(K):
+                r[j] = scale[j]
+                shrink[j] = 1.0 / (1.0 + inner_steps[j] * scale[j])
+        n_iter = offsets.shape[0] - 1
+        n_visits, n_val_visits = offsets[n_iter], val_offsets[n_iter]
+        # The first rows of the chunk; later, each row asks for the one at its
+        # place in the next batch.
+        for tt in range(offsets[1] if n_iter > 0 else 0):
+            prefetch_sample(design, y, weight, mem_grad, mem_hvp, rows[tt])
+        for tt in range(val_offsets[1] if n_iter > 0 else 0):
+            prefetch_sample(val_design, yv, weightv, mem_val, mem_val, val_rows[tt])
+        for t in range(n_iter):
+            start, stop = offsets[t], offsets[t + 1]
+            val_start, val_stop = val_offsets[t], val_offsets[t + 1]
+            batch = stop - start
+            val_batch = val_stop - val_start
+            for sub in range(start, stop, per_block):
+                sub_stop = sub + per_block if sub + per_block < stop else stop
+                batch_margins(design, rows, sub, sub_stop, block, fit_intercept, Z, U, V, Q, True)
+                for b in range(sub_stop - sub):
+                    ahead = sub + b + batch
+                    if ahead < n_visits:
+                        prefetch_sample(design, y, weight, mem_grad, mem_hvp, rows[ahead])
+                    i = rows[sub + b]
+                    s = weight[i]
+                    if weighted:
+                        if saga:
+                            x[i] = _clip(x[i] - outer_step[i] * (t - last[i]) * mem_cross[i]
+                                         / n_train, lower[i], upper[i])
+                        sw = sigmoid(x[i])
+                        s *= sw
+                    # l'(u) and l''(u) q, weighted, minus the SAGA memories.
+                    c = row_loss_terms(loss, y, i, U, Q, b, work)
+                    for k in range(K):
+                        g, h = s * U[k, b], s * Q[k, b]
+                        if saga:
+                            U[k, b], Q[k, b] = g - mem_grad[i, k], h - mem_hvp[i, k]
+                            mem_grad[i, k], mem_hvp[i, k] = g, h
+                        else:
+                            U[k, b], Q[k, b] = g, h
+                    if weighted:
+                        c *= weight[i] * sw * (1.0 - sw)
+                        if saga:
+                            dx[i] = (c - mem_cross[i]) / batch + mem_cross[i] / n_train
+                            mem_cross[i] = c
+                            last[i] = t + 1
+                        else:
+                            dx[i] = c / batch
+                batch_scatter(design, rows, sub, sub_stop, block, fit_intercept, U, d_grad, Q,
+                              d_hvp, True)
+
+            for sub in range(val_start, val_stop, val_per_block):
+                sub_stop = sub + val_per_block if sub + val_per_block < val_stop else val_stop
+                batch_margins(val_design, val_rows, sub, sub_stop, val_block, fit_intercept, Z,
+                              Uv, Z, Uv, False)
+                for b in range(sub_stop - sub):
+                    ahead = sub + b + val_batch
+                    if ahead < n_val_visits:
+                        prefetch_sample(val_design, yv, weightv, mem_val, mem_val,
+                                        val_rows[ahead])
+                    j = val_rows[sub + b]
+                    row_loss_terms(loss, yv, j, Uv, Qv, b, work)  # l'(u); Qv is not read
+                    for k in range(K):
+                        g = weightv[j] * Uv[k, b]
+                        if saga:
+                            Uv[k, b] = g - mem_val[j, k]
+                            mem_val[j, k] = g
+                        else:
+                            Uv[k, b] = g
+                batch_scatter(val_design, val_rows, sub, sub_stop, val_block, fit_intercept, Uv,
+                              d_val, Uv, d_val, False)
+
+            # Strengths at the current x (sample weights: fixed, set above).
             if not weighted:
                 for j in range(n_features):
-                    zv[j] += Z[k, j] * V[k, j]
-            if saga:
-                for j in range(n_cols):
-                    dz = d_grad[k, j] * inv_batch + grad_mean[k, j]
-                    dv = (d_hvp[k, j] * inv_batch + d_val[k, j] * inv_val_batch
-                          + (hvp_mean[k, j] + val_mean[k, j]))
-                    Z[k, j] = (Z[k, j] - inner_steps[j] * dz) * shrink[j]
-                    V[k, j] = (V[k, j] - inner_steps[j] * dv) * shrink[j]
-                    grad_mean[k, j] += d_grad[k, j] * inv_train
-                    hvp_mean[k, j] += d_hvp[k, j] * inv_train
-                    val_mean[k, j] += d_val[k, j] * inv_val
-                    d_grad[k, j] = 0.0
-                    d_hvp[k, j] = 0.0
-                    d_val[k, j] = 0.0
-            else:
+                    r[j] = scale[j] * np.exp(x[groups[j]])
+                    shrink[j] = 1.0 / (1.0 + inner_steps[j] * r[j])
+                    zv[j] = 0.0
+                for h in range(x.shape[0]):
+                    dx[h] = 0.0
+            # One pass over the coefficients: outer direction of the L2 maps
+            # (exact, at the current Z and V), both proximal steps, the SAGA
+            # means, and the reset of the accumulators.
+            inv_batch, inv_val_batch = 1.0 / batch, 1.0 / val_batch
+            inv_train, inv_val = 1.0 / n_train, 1.0 / n_val
+            for k in range(K):
+                if not weighted:
+                    for j in range(n_features):
+                        zv[j] += Z[k, j] * V[k, j]
                 for j in range(n_cols):
                     dz = d_grad[k, j] * inv_batch
                     dv = d_hvp[k, j] * inv_batch + d_val[k, j] * inv_val_batch
+                    if saga:
+                        dz += grad_mean[k, j]
+                        dv += hvp_mean[k, j] + val_mean[k, j]
+                        grad_mean[k, j] += d_grad[k, j] * inv_train
+                        hvp_mean[k, j] += d_hvp[k, j] * inv_train
+                        val_mean[k, j] += d_val[k, j] * inv_val
                     Z[k, j] = (Z[k, j] - inner_steps[j] * dz) * shrink[j]
                     V[k, j] = (V[k, j] - inner_steps[j] * dv) * shrink[j]
                     d_grad[k, j] = 0.0
                     d_hvp[k, j] = 0.0
                     d_val[k, j] = 0.0
 
-        # Outer step.
-        if weighted:
-            for tt in range(start, stop):
-                i = rows[tt]
-                x[i] = _clip(x[i] - outer_step[i] * dx[i], lower[i], upper[i])
-        else:
-            for h in range(x.shape[0]):
-                dx[h] = 0.0
-            for j in range(n_features):
-                dx[groups[j]] += r[j] * zv[j]
-            if spread_penalty > 0.0:
-                centre = 0.0  # a loop: x.mean() adds most of a second to the compile
+            # Outer step.
+            if weighted:
+                for tt in range(start, stop):
+                    i = rows[tt]
+                    x[i] = _clip(x[i] - outer_step[i] * dx[i], lower[i], upper[i])
+            else:
+                for j in range(n_features):
+                    dx[groups[j]] += r[j] * zv[j]
+                if spread_penalty > 0.0:
+                    centre = 0.0  # a loop: x.mean() adds most of a second to the compile
+                    for h in range(x.shape[0]):
+                        centre += (x[h] - spread_offset[h]) / x.shape[0]
+                    for h in range(x.shape[0]):
+                        dx[h] += spread_penalty * (x[h] - spread_offset[h] - centre)
                 for h in range(x.shape[0]):
-                    centre += (x[h] - spread_offset[h]) / x.shape[0]
-                for h in range(x.shape[0]):
-                    dx[h] += spread_penalty * (x[h] - spread_offset[h] - centre)
-            for h in range(x.shape[0]):
-                x[h] = _clip(x[h] - outer_step[h] * dx[h], lower[h], upper[h])
-    if lazy:
-        for i in range(x.shape[0]):
-            x[i] = _clip(x[i] - outer_step[i] * (n_iter - last[i]) * mem_cross[i] / n_train,
-                         lower[i], upper[i])
+                    x[h] = _clip(x[h] - outer_step[h] * dx[h], lower[h], upper[h])
+        if weighted and saga:
+            for i in range(x.shape[0]):
+                x[i] = _clip(x[i] - outer_step[i] * (n_iter - last[i]) * mem_cross[i] / n_train,
+                             lower[i], upper[i])
+
+    return chunk
+
+
+#: The kernels of SOBA and SABA, by ``(saga, weighted)``; each is compiled
+#: the first time it runs.
+_CHUNK_KERNELS = {(saga, weighted): _chunk_kernel(saga, weighted)
+                  for saga in (False, True) for weighted in (False, True)}

@@ -38,7 +38,7 @@ def permutation(n, rng):
     return perm
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
+@njit(cache=True, nogil=True, boundscheck=False, no_cfunc_wrapper=True)
 def _fisher_yates(perm, seed):
     """Shuffle ``perm`` in place with the SplitMix64 sequence of ``seed``.
 
