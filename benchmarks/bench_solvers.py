@@ -61,8 +61,9 @@ Targets (issue 3): SABA's epoch at most 3 times the NumPy gradient; SABA with
 defaults reaches gap 1e-3 within 15 epochs and 1e-4 within 60 on IJCNN1 (the
 issue does not say whether the gap is absolute or relative: a verdict is
 printed for each, from the run with ``--seed``, and one on the median over
-the seeds); the first fit compiles in at most 5 s cold and under 1 s warm
-(first minus second fit of SABA in a fresh process).
+the seeds). The compile times here are those of the first fits of both
+problems, two kernels per solver; the target on one first fit (at most 5 s
+cold, under 1 s warm) is checked by ``bench_epochs.py``.
 
 Run from the repository's root::
 
@@ -110,7 +111,6 @@ TIME_LIMIT = {"ijcnn1": 60.0, "mnist": 90.0}
 #: SABA targets of issue 3 on IJCNN1: gap -> epochs.
 SABA_TARGETS = {1e-3: 15, 1e-4: 60}
 TARGET_EPOCH_RATIO = 3.0
-TARGET_COMPILE = {"cold": 5.0, "warm": 1.0}
 
 
 # -- The tasks ----------------------------------------------------------------
@@ -646,10 +646,9 @@ def print_verdicts(summary_rows, compile_times):
     if compile_times:
         for run in ("cold", "warm"):
             t = compile_times[run]["saba"][0] - compile_times[run]["saba"][1]
-            ok = t <= TARGET_COMPILE[run] if run == "cold" else t < TARGET_COMPILE[run]
-            print(f"  Numba compile of a first SABA fit, {run}: {t:.2f} s (target "
-                  f"{'<=' if run == 'cold' else '<'} {TARGET_COMPILE[run]:g} s): "
-                  f"{'met' if ok else 'NOT met'}")
+            print(f"  Numba compile of SABA's first fits of both problems (two kernels), "
+                  f"{run}: {t:.2f} s (the target, <= 5 s cold and < 1 s warm, is per fit: "
+                  "see bench_epochs.py)")
 
 
 # -- Compile time ---------------------------------------------------------------
@@ -690,7 +689,8 @@ def run_compile(solvers, summary_rows):
     """First and second fit of every solver in a fresh process, cold and warm cache.
 
     SABA goes first, so that its first fit pays for every kernel it uses; the
-    solvers after it reuse what is already compiled in the process.
+    solvers after it reuse what is already compiled in the process (SOBA has
+    kernels of its own).
     """
     order = sorted(solvers, key=lambda name: name != "saba")
     cold, warm = _common.run_cold_and_warm(_COMPILE_SNIPPET, [",".join(order)])

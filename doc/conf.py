@@ -267,9 +267,11 @@ def _bench_solvers_tables():
     if cold and warm and second:
         out.append(
             "**Compilation.** The first fit in a fresh environment compiles the Numba "
-            f"kernels: {cold[0]:.1f} s for the first SABA fit with an empty cache, "
-            f"{warm[0]:.2f} s with the cache warm, then {second[0] * 1e3:.0f} ms for a "
-            "second fit in the same process (rows ``numba`` of the CSV).\n")
+            f"kernels: {cold[0]:.1f} s for SABA's first fits of a logistic and a "
+            "hyper-cleaning problem (two kernels) with an empty cache, "
+            f"{warm[0]:.2f} s with the cache warm, then {second[0] * 1e3:.0f} ms for "
+            "second fits in the same process (rows ``numba`` of the CSV; one first "
+            "fit alone: ``benchmarks/bench_epochs.py``).\n")
     return "\n".join(out)
 
 
