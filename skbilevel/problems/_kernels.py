@@ -29,11 +29,18 @@ MULTINOMIAL = 2
 #: second of a first fit).
 _JIT = dict(cache=True, nogil=True, no_cfunc_wrapper=True)
 
-#: Options of the small helpers the kernels call: compiled (and cached) on
-#: their own, then inlined by LLVM; inlining them in Numba's IR
+#: Options of the helpers with loops that the kernels call: compiled (and
+#: cached) on their own, then inlined by LLVM; inlining them in Numba's IR
 #: (``inline="always"``) doubled the compile time of the kernels.
 _HELPER_JIT = dict(**_JIT, boundscheck=False, error_model="numpy",
                    fastmath={"reassoc", "contract"})
+
+#: Options of the smallest helpers (a few scalar operations, or a few
+#: prefetch hints): inlined in Numba's IR into each caller, which spares
+#: the compile of a function of their own; for ``sigmoid``,
+#: ``scalar_loss_terms``, the row prefetches and the solvers' ``_clip``,
+#: about a tenth of a first SABA fit's compile time.
+_INLINE_JIT = dict(**_HELPER_JIT, inline="always")
 
 #: Options of the kernels that loop over many rows: reassociation and fused
 #: multiply-adds let LLVM vectorize the row reductions, but no ``nnan`` or
@@ -92,7 +99,7 @@ def _lower_prefetch(context, builder, signature, args):
 # arguments (atomic operations: a third of an epoch of SABA on IJCNN1).
 
 
-@njit(**_HELPER_JIT)
+@njit(**_INLINE_JIT)
 def prefetch_dense_row(X, i):
     """Prefetch the first values of row ``i`` of a dense ``X``, straight-line."""
     n_cols = X.shape[1]
@@ -103,7 +110,7 @@ def prefetch_dense_row(X, i):
     prefetch(X, start + (n_cols if n_cols < _PREFETCH_SPAN else _PREFETCH_SPAN) - 1)
 
 
-@njit(**_HELPER_JIT)
+@njit(**_INLINE_JIT)
 def prefetch_csr_row(data, indices, indptr, i):
     """Prefetch the first values of row ``i`` of a CSR matrix, straight-line."""
     start = indptr[i]
@@ -126,7 +133,7 @@ def prefetch_rows(X, data, indices, indptr, rows, stop):
             prefetch_dense_row(X, rows[t])
 
 
-@njit(**_HELPER_JIT)
+@njit(**_INLINE_JIT)
 def log1pexp(t):
     """Return ``log(1 + exp(t))`` without overflow."""
     if t > 0.0:
@@ -134,7 +141,7 @@ def log1pexp(t):
     return np.log1p(np.exp(t))
 
 
-@njit(**_HELPER_JIT)
+@njit(**_INLINE_JIT)
 def sigmoid(t):
     """Return ``1 / (1 + exp(-t))`` without overflow.
 
@@ -339,7 +346,7 @@ def loss_derivative(loss, y, u, g):
         g[int(y)] -= 1.0
 
 
-@njit(**_HELPER_JIT)
+@njit(**_INLINE_JIT)
 def scalar_loss_terms(loss, y, u, q):
     """``l'(u)`` and ``l''(u) q`` of the one-output losses (logistic, squared).
 

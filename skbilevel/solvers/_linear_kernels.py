@@ -49,7 +49,7 @@ from ..problems._batches import (
     typed_operation,
 )
 from ..problems._kernels import (
-    _HELPER_JIT,
+    _INLINE_JIT,
     FAST_JIT,
     loss_derivative,
     loss_hessian_apply,
@@ -61,7 +61,7 @@ GROUPED_L2 = 0
 SAMPLE_WEIGHTS = 1
 
 
-@njit(**_HELPER_JIT)
+@njit(**_INLINE_JIT)
 def _clip(value, lower, upper):
     value = lower if value < lower else value
     return upper if value > upper else value
