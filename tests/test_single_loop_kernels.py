@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from skbilevel.problems import FeatureL2, GroupedL2, LinearBilevelProblem, SampleWeights
 from skbilevel.problems._batches import BLOCK_LIMIT
 from skbilevel.solvers import SABA, SOBA, solve_inner, solve_linear_system
-from skbilevel.solvers._linear_kernels import single_loop_chunk
+from skbilevel.solvers._linear_kernels import chunk_workspace, single_loop_chunk
 from skbilevel.solvers._sampling import BatchStream
 
 
@@ -197,3 +197,33 @@ def test_kernel_run_as_python_equals_compiled(hyperparams, loss, sparse, saga):
     assert np.abs(x + 1.0).max() > 1e-3 and np.abs(Z).max() > 1e-3  # the chunk did move
     for compiled, in_python in zip(*states):
         np.testing.assert_allclose(compiled, in_python, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("saga", [False, True], ids=["soba", "saba"])
+@MAPS
+def test_chunks_sharing_a_workspace_equal_chunks_with_their_own(hyperparams, saga):
+    """A kernel leaves its work arrays ready for the next chunk (the lazy
+    updates of sample weights restart from the chunk's first iteration)."""
+    problem = _problem(hyperparams)
+    solver = SABA(batch_size=16, step_size=0.2, outer_step_size=3.0)
+    states = []
+    for share in (False, True):
+        state = solver._initialize(problem, np.full(problem.n_outer, -1.0),
+                                   np.random.default_rng(5))
+        Z, V = problem._matrix(state.z), problem._matrix(state.v)
+        arguments = problem.kernel_arguments()
+        workspace = (chunk_workspace(arguments[0][0], arguments[1][0], Z.shape,
+                                     problem.n_outer, 16) if share else None)
+        for _ in range(3):
+            rows, offsets = state.train.take(5)
+            val_rows, val_offsets = state.val.take(5)
+            single_loop_chunk(
+                *arguments, Z, V, state.x, rows, offsets, val_rows, val_offsets,
+                0.2 * state.column_scale, np.full(problem.n_outer, 3.0),
+                np.full(problem.n_outer, -15.0), np.full(problem.n_outer, 15.0), saga,
+                state.memory, workspace,
+            )
+        states.append((state.x, Z, V))
+    assert np.abs(states[0][0] + 1.0).max() > 1e-3  # the chunks did move x
+    for own, shared in zip(*states):
+        np.testing.assert_array_equal(own, shared)

@@ -115,7 +115,7 @@ def row_loss_terms(loss, y, i, U, Q, b, work):
 def single_loop_chunk(
     train, val, loss, fit_intercept, kind, groups, scale, spread_penalty, spread_offset,
     Z, V, x, rows, offsets, val_rows, val_offsets,
-    inner_steps, outer_step, lower, upper, saga, memory, python=False,
+    inner_steps, outer_step, lower, upper, saga, memory, workspace=None, python=False,
 ):
     """Run ``len(offsets) - 1`` iterations of SOBA (``saga=False``) or SABA.
 
@@ -153,12 +153,16 @@ def single_loop_chunk(
         per-row memories of shapes (n, K), (n, K), (m, K), (n,) and their
         means over the rows times ``[d_i, 1]``, of shape (K, p + fi). Ignored
         (may be empty) when ``saga`` is False.
+    workspace : tuple or None, default=None
+        Work arrays from :func:`chunk_workspace`, which successive chunks
+        can share; None: allocated for this chunk.
     python : bool, default=False
         Run the kernel's Python source (as under ``NUMBA_DISABLE_JIT``).
     """
     kernel = _CHUNK_KERNELS[bool(saga), kind == SAMPLE_WEIGHTS]
-    workspace = _chunk_workspace(train[0], val[0], Z.shape, x.shape[0],
-                                 _largest_batch(offsets, val_offsets))
+    if workspace is None:
+        workspace = chunk_workspace(train[0], val[0], Z.shape, x.shape[0],
+                                    _largest_batch(offsets, val_offsets))
     (kernel.py_func if python else kernel)(
         train, val, loss, fit_intercept, groups, scale, spread_penalty, spread_offset,
         Z, V, x, rows, offsets, val_rows, val_offsets, inner_steps, outer_step, lower, upper,
@@ -171,10 +175,13 @@ def _largest_batch(offsets, val_offsets):
     return int(max(1, np.diff(offsets).max(initial=0), np.diff(val_offsets).max(initial=0)))
 
 
-def _chunk_workspace(design, val_design, coef_shape, n_outer, max_batch):
-    """The work arrays of a chunk kernel, zeros, in the order the kernel unpacks them.
+def chunk_workspace(design, val_design, coef_shape, n_outer, max_batch):
+    """The work arrays of the chunk kernels, in the order they unpack them.
 
-    Allocated here: each ``np.zeros`` in a kernel adds to its compile time.
+    Allocated in Python (each ``np.zeros`` in a kernel adds to its compile
+    time) and shared by the chunks of an epoch: a kernel leaves them ready
+    for the next chunk. ``max_batch``: the largest batch of either split
+    (larger batches are processed in several blocks).
     """
     K, n_cols = coef_shape
     block, per_block = batch_block(design, max_batch)
@@ -222,6 +229,8 @@ def _chunk_kernel(saga, weighted):
         per_block, val_per_block = U.shape[1], Uv.shape[1]
         for j in range(n_cols):
             shrink[j] = 1.0
+        for h in range(x.shape[0]):
+            last[h] = 0.0
         if weighted:
             for j in range(n_features):
                 r[j] = scale[j]

@@ -4,7 +4,7 @@ import numpy as np
 
 from ..problems import LinearBilevelProblem
 from ._base import StochasticSolver, prox_step
-from ._linear_kernels import single_loop_chunk
+from ._linear_kernels import chunk_workspace, single_loop_chunk
 from ._sampling import BatchStream
 
 #: With adaptive steps, the largest move of a coordinate of ``x`` in one
@@ -82,6 +82,8 @@ class SOBA(StochasticSolver):
         lower, upper = self._outer_box(state)
         outer_step = np.broadcast_to(state.outer_step, state.x.shape).astype(float)
         Z, V = problem._matrix(state.z), problem._matrix(state.v)
+        workspace = chunk_workspace(arguments[0][0], arguments[1][0], Z.shape, state.x.shape[0],
+                                    max(state.train.batch_size, state.val.batch_size))
         n_samples = step_sum = 0.0
         for _ in range(0, n_iter, chunk):
             decay = self._decay(state, chunk)
@@ -90,7 +92,7 @@ class SOBA(StochasticSolver):
             single_loop_chunk(
                 *arguments, Z, V, state.x, rows, offsets, val_rows, val_offsets,
                 decay * state.inner_step * state.column_scale,
-                decay * outer_step, lower, upper, self._saga, memory,
+                decay * outer_step, lower, upper, self._saga, memory, workspace,
             )
             n_samples += len(rows)
             step_sum += chunk * decay * state.outer_step
