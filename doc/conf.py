@@ -219,35 +219,8 @@ def _bench_solvers_tables():
         rows = list(csv.DictReader(f))
     out = []
     runs = [r for r in rows if r["solver"] in SOLVER_NAMES and not r.get("error")]
-    ijcnn1 = [r for r in runs if r["dataset"] == "ijcnn1"]
-    ijcnn1.sort(key=lambda r: _number(r["final gap"]))
-    if ijcnn1:
-        out.append("**IJCNN1, per-feature L2 strengths of a logistic regression.** "
-                   f"Best value known :math:`h^* = {_number(ijcnn1[0]['h*']):.6f}`.\n")
-        table = []
-        for r in ijcnn1:
-            cells = [SOLVER_NAMES.get(r["solver"], r["solver"]),
-                     f"{_number(r['epochs']):.0f}", _seconds(_number(r["solver s"])),
-                     _seconds(_number(r["mean ms/epoch"]))]
-            for eps in ("0.01", "0.001", "0.0001"):
-                t, e = _number(r[f"s to abs {eps}"]), _number(r[f"epochs to abs {eps}"])
-                cells.append("not reached" if t is None else f"{_seconds(t)} ({e:.0f} epochs)")
-            cells.append(_gap(_number(r["final gap"])))
-            table.append(cells)
-        out.append(_list_table(
-            ["solver", "epochs run", "solver time (s)", "ms per epoch (mean)",
-             "time to gap 1e-2 (s)", "time to gap 1e-3 (s)", "time to gap 1e-4 (s)",
-             "final gap"], table, [10, 9, 10, 10, 15, 15, 15, 10]))
-        alone, between = ([g for g in (_number(r.get(key)) for r in ijcnn1) if g is not None]
-                          for key in ("numpy grad ms", "numpy grad between epochs ms"))
-        if alone and between:
-            out.append("One full-data NumPy gradient of the inner objective took "
-                       f"{min(between):.2g} to {max(between):.2g} ms timed after each "
-                       f"epoch of the runs, {min(alone):.2g} to {max(alone):.2g} ms timed "
-                       "alone several times in a row, which keeps its data in the "
-                       "caches (columns ``numpy grad between epochs ms`` and "
-                       "``numpy grad ms``).\n")
-        out.append(_saba_seeds_text([r for r in rows if r["solver"] == "saba (seeds)"]))
+    for dataset, title in IJCNN1_TITLES.items():
+        out.extend(_ijcnn1_tables(rows, runs, dataset, title))
     mnist = [r for r in runs if r["dataset"] == "mnist"]
     mnist.sort(key=lambda r: -_number(r["final test acc"]))
     if mnist:
@@ -273,6 +246,48 @@ def _bench_solvers_tables():
             "second fits in the same process (rows ``numba`` of the CSV; one first "
             "fit alone: ``benchmarks/bench_epochs.py``).\n")
     return "\n".join(out)
+
+
+#: The IJCNN1 tasks of bench_solvers.csv and the titles of their tables.
+IJCNN1_TITLES = {
+    "ijcnn1": "IJCNN1, per-feature L2 strengths of a logistic regression.",
+    "ijcnn1_no_intercept": "IJCNN1 without intercept (the peer benchmark's formulation).",
+}
+
+
+def _ijcnn1_tables(rows, runs, dataset, title):
+    """The table, gradient timing and SABA seeds text of one IJCNN1 task."""
+    task_runs = sorted((r for r in runs if r["dataset"] == dataset),
+                    key=lambda r: _number(r["final gap"]))
+    if not task_runs:
+        return []
+    out = [f"**{title}** Best value known :math:`h^* = {_number(task_runs[0]['h*']):.6f}`.\n"]
+    table = []
+    for r in task_runs:
+        cells = [SOLVER_NAMES.get(r["solver"], r["solver"]),
+                 f"{_number(r['epochs']):.0f}", _seconds(_number(r["solver s"])),
+                 _seconds(_number(r["mean ms/epoch"]))]
+        for eps in ("0.01", "0.001", "0.0001"):
+            t, e = _number(r[f"s to abs {eps}"]), _number(r[f"epochs to abs {eps}"])
+            cells.append("not reached" if t is None else f"{_seconds(t)} ({e:.0f} epochs)")
+        cells.append(_gap(_number(r["final gap"])))
+        table.append(cells)
+    out.append(_list_table(
+        ["solver", "epochs run", "solver time (s)", "ms per epoch (mean)",
+         "time to gap 1e-2 (s)", "time to gap 1e-3 (s)", "time to gap 1e-4 (s)",
+         "final gap"], table, [10, 9, 10, 10, 15, 15, 15, 10]))
+    alone, between = ([g for g in (_number(r.get(key)) for r in task_runs) if g is not None]
+                      for key in ("numpy grad ms", "numpy grad between epochs ms"))
+    if alone and between:
+        out.append("One full-data NumPy gradient of the inner objective took "
+                   f"{min(between):.2g} to {max(between):.2g} ms timed after each "
+                   f"epoch of the runs, {min(alone):.2g} to {max(alone):.2g} ms timed "
+                   "alone several times in a row, which keeps its data in the "
+                   "caches (columns ``numpy grad between epochs ms`` and "
+                   "``numpy grad ms``).\n")
+    out.append(_saba_seeds_text([r for r in rows if r["solver"] == "saba (seeds)"
+                                and r["dataset"] == dataset]))
+    return out
 
 
 def _saba_seeds_text(seeds):
