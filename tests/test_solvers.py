@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from skbilevel.datasets import data_available, load_ijcnn1
 from skbilevel.problems import FeatureL2, LinearBilevelProblem, ScalarL2, make_quadratic_problem
 from skbilevel.solvers import (
     SABA,
@@ -23,7 +24,6 @@ LOGISTIC_EPOCHS = {"soba": 150, "saba": 60, "amigo": 300, "sid": 4000, "stocbio"
                    "aid": 2000, "itd": 5000}
 
 
-
 def _known_failure(name, reason):
     """Parameter ``name`` marked as an expected (strict) failure, for ``reason``."""
     return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason))
@@ -37,13 +37,10 @@ LOGISTIC_SOLVERS = [
     if name == "sid" else name for name in SOLVERS
 ]
 
+
 def _exact_quadratic():
     """The deterministic quadratic of ``000`` F.1: every batch is the full sum."""
     return make_quadratic_problem(n_train=50, n_val=30, random_state=0)
-
-
-
-
 
 
 @pytest.mark.parametrize("name", SOLVERS)
@@ -127,6 +124,28 @@ def test_saba_converges_at_fixed_steps_where_soba_plateaus(scalar_logistic, exac
         last_gaps[name] = max(gaps[150:]) / (h0 - h_star)
     assert last_gaps["saba"] <= 1e-5
     assert last_gaps["soba"] > 1e-5
+
+
+@pytest.mark.skipif(not data_available("ijcnn1"),
+                    reason="the ijcnn1 files are not in the data folder (set SKBILEVEL_DATA)")
+def test_soba_diagonal_outer_step_moves_every_strength(exact_h):
+    """IJCNN1 without intercept: at ``x = 0`` the hypergradient of one
+    strength is orders of magnitude above the others. One step sized on it
+    leaves the others still, on a plateau 0.2 above ``h*``; SOBA's diagonal
+    default moves every coordinate.
+    """
+    data = load_ijcnn1(dense=True)
+    problem = LinearBilevelProblem(data.X_train, data.y_train, data.X_val, data.y_val,
+                                   hyperparams=FeatureL2(), fit_intercept=False)
+    h_star = exact_h(problem, solve_reference(problem, tol=1e-6).x)
+    default, on_largest = get_solver("soba"), get_solver("soba")
+    on_largest.diagonal_outer_step = False
+    default_gap, on_largest_gap = (
+        exact_h(problem, solver.solve(problem, max_epochs=30, random_state=0).x) - h_star
+        for solver in (default, on_largest)
+    )
+    assert default_gap <= 1e-2
+    assert on_largest_gap > 0.1
 
 
 @pytest.mark.xfail(strict=True, reason=(

@@ -17,6 +17,10 @@ from ._sampling import check_generator
 #: the largest one: how far (in log-strength or logit units) an epoch may
 #: move a coordinate.
 FIRST_RADIUS, MAX_RADIUS = 2.0, 3.0
+#: A diagonal first outer step (``StochasticSolver.diagonal_outer_step``) counts
+#: the first hypergradient of each coordinate as at least this share of the
+#: largest one: no coordinate's step exceeds 100 times that of the largest.
+MIN_GRAD_SHARE = 1e-2
 #: Factors of a radius when a coordinate keeps its direction, or reverses it.
 RADIUS_GROWTH, RADIUS_SHRINK = 1.5, 0.5
 #: Factors of a coordinate's cap on its radius (starts at ``MAX_RADIUS``) when
@@ -57,10 +61,11 @@ class StochasticSolver:
     :meth:`_default_inner_step`). The outer step is scale-free: a warm-up
     epoch at ``x0`` with no outer update lets ``z`` and ``v`` settle, then the
     first outer step is sized so that one epoch moves the largest coordinate
-    of ``x`` by about one unit according to a full-data hypergradient
-    estimate; afterwards it adapts once per epoch to how the epoch's mean
-    hypergradient estimate turns (see :meth:`_adapt_outer_step`, which
-    subclasses may replace by per-coordinate steps).
+    of ``x`` (every coordinate, for a diagonal step: SOBA) by about one unit
+    according to a full-data hypergradient estimate; afterwards it adapts
+    once per epoch to how the epoch's mean hypergradient estimate turns (see
+    :meth:`_adapt_outer_step`, which subclasses may replace by
+    per-coordinate steps: SABA).
 
     A divergence restores the last good state, halves both steps (the inner
     one down to at most its default, from the problem's constants: a user's
@@ -99,6 +104,10 @@ class StochasticSolver:
     max_recoveries = 30
     #: One outer step per coordinate (True) or one for all (False).
     per_coordinate_steps = False
+    #: With one step for all: a first step per coordinate (True), each moving
+    #: its coordinate by one unit, then scaled by one factor; or one number
+    #: for all that moves the largest coordinate by one unit (False).
+    diagonal_outer_step = False
     warm_up_epochs = 1
     empty_memory_start = False
 
@@ -231,8 +240,10 @@ class StochasticSolver:
         """First outer step: ``updates`` updates move ``x`` about one unit.
 
         Sized from the full-data hypergradient at the end of the warm-up.
-        With one step, the largest coordinate moves by one unit; with
-        per-coordinate steps, every coordinate moves by ``FIRST_RADIUS``
+        With one step, the largest coordinate moves by one unit; with a
+        diagonal one, every coordinate does (counting its hypergradient as at
+        least ``MIN_GRAD_SHARE`` times the largest); with per-coordinate
+        steps, every coordinate moves by ``FIRST_RADIUS``
         (a coordinate with a zero estimate gets the step of the largest).
         Per-coordinate steps start the state of
         :meth:`_start_coordinate_steps`, whose cap they respect.
@@ -242,6 +253,8 @@ class StochasticSolver:
         if not np.isfinite(largest) or largest == 0.0:
             grad[:], largest = 1.0, 1.0
         if not self.per_coordinate_steps:
+            if self.diagonal_outer_step:
+                return 1.0 / (updates * np.maximum(grad, MIN_GRAD_SHARE * largest))
             return 1.0 / (updates * largest)
         grad[grad == 0.0] = largest
         self._start_coordinate_steps(problem, state)

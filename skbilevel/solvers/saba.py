@@ -47,7 +47,8 @@ class SABA(SOBA):
     common level of ``x`` until its first turn
     (:meth:`StochasticSolver._move_level`); their sign tests rely on
     the variance reduction, which makes the hypergradient estimate exact at
-    a fixed point (SOBA, whose estimates stay noisy, keeps one global step).
+    a fixed point (SOBA, whose estimates stay noisy, adapts all its steps
+    by one factor).
 
     On linear models the inner step is per block of coefficients: the
     features' and the intercept's, each ``1 / (2 L_B)`` with ``L_B`` the

@@ -30,6 +30,16 @@ class SOBA(StochasticSolver):
     epoch is one Numba call (margins computed once per row for the three
     directions); on other problems it loops over the problem's oracles.
 
+    The default outer step is diagonal: the first one moves every
+    coordinate of ``x`` by about one unit in an epoch (see
+    :meth:`StochasticSolver._size_outer_step`), then one factor adapts them
+    all. The hypergradients of per-feature strengths can differ by orders
+    of magnitude: on IJCNN1 without intercept, a step sized on the largest
+    left the others still, and the run stopped on a plateau at a gap of
+    0.2 for 100 epochs; with the diagonal step it reaches 1e-2 in 15 to 19
+    epochs (``random_state`` 0 to 4), and as before with the intercept
+    (gap 1e-3 in 36 to 47 epochs).
+
     Parameters
     ----------
     batch_size, step_size, outer_step_size, bounds
@@ -42,6 +52,7 @@ class SOBA(StochasticSolver):
 
     name = "soba"
     _saga = False
+    diagonal_outer_step = True
 
     def __init__(self, batch_size=64, step_size=None, outer_step_size=None,
                  decreasing=False, bounds=(-15.0, 15.0), val_batch_size=None):
