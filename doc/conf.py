@@ -294,19 +294,21 @@ def _saba_seeds_text(seeds):
     """SABA's epochs to the gaps over the ``random_state`` values of bench_solvers."""
     if not seeds:
         return ""
-    parts = []
+    parts, missed = [], False
     for eps in ("0.001", "0.0001"):
         epochs = [_number(r[f"epochs to abs {eps}"]) for r in seeds]
         reached = sorted(e for e in epochs if e is not None)
+        missed = missed or len(reached) < len(seeds)
         median = _number(seeds[0][f"median epochs to abs {eps}"])
         parts.append(f"gap {eps} in a median of "
                      + ("(not reached)" if median is None else f"{median:g}")
                      + f" epochs ({len(reached)} of {len(seeds)} runs reach it"
                      + (f", the slowest in {reached[-1]:.0f})" if reached else ")"))
-    return (f"SABA run with ``random_state`` 0 to {len(seeds) - 1}: "
-            + "; ".join(parts) + ". :math:`h` is not convex: a run that misses a gap "
-            "ends in another local minimum (column ``final gap`` of the rows "
-            "``saba (seeds)``).\n")
+    text = f"SABA run with ``random_state`` 0 to {len(seeds) - 1}: " + "; ".join(parts) + "."
+    if missed:
+        text += (" :math:`h` is not convex: a run that misses a gap ends in another "
+                 "local minimum (column ``final gap`` of the rows ``saba (seeds)``).")
+    return text + "\n"
 
 
 def _write_bench_tables(app):
