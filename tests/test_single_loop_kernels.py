@@ -5,7 +5,6 @@ import pytest
 import scipy.sparse as sp
 
 from skbilevel.problems import FeatureL2, GroupedL2, LinearBilevelProblem, SampleWeights
-from skbilevel.problems._batches import BLOCK_LIMIT
 from skbilevel.solvers import SABA, SOBA, solve_inner, solve_linear_system
 from skbilevel.solvers._linear_kernels import chunk_workspace, single_loop_chunk
 from skbilevel.solvers._sampling import BatchStream
@@ -54,15 +53,6 @@ def test_soba_kernel_equals_oracle_loop(hyperparams, loss, sparse, decreasing):
 def test_soba_kernel_takes_the_spread_penalty_as_the_oracles(hyperparams, sparse):
     problem = _problem(hyperparams, sparse, spread_penalty=0.5)
     _assert_kernel_equals_oracle_loop(problem, decreasing=False, x0=np.linspace(-2, 1, problem.n_outer))
-
-
-@pytest.mark.parametrize("loss", ["logistic", "multinomial"])
-def test_soba_kernel_on_dense_rows_wider_than_a_block(loss):
-    # 5,000 features: a block of BLOCK_LIMIT values holds 13 of them, so each
-    # batch of 16 rows is processed in two blocks.
-    problem = _problem(FeatureL2(), loss=loss, n_features=5000)
-    assert BLOCK_LIMIT // problem.train.shape[1] < 16
-    _assert_kernel_equals_oracle_loop(problem, decreasing=False)
 
 
 def _assert_kernel_equals_oracle_loop(problem, decreasing, x0=None):
@@ -212,8 +202,7 @@ def test_chunks_sharing_a_workspace_equal_chunks_with_their_own(hyperparams, sag
                                    np.random.default_rng(5))
         Z, V = problem._matrix(state.z), problem._matrix(state.v)
         arguments = problem.kernel_arguments()
-        workspace = (chunk_workspace(arguments[0][0], arguments[1][0], Z.shape,
-                                     problem.n_outer, 16) if share else None)
+        workspace = (chunk_workspace(Z.shape, problem.n_outer, 16) if share else None)
         for _ in range(3):
             rows, offsets = state.train.take(5)
             val_rows, val_offsets = state.val.take(5)

@@ -10,11 +10,10 @@ and the reverse. One kernel branching at run time between the two compiled
 both, and took twice as long to compile for a first fit
 (``benchmarks/bench_epochs.py``).
 
-Dense rows are copied once into a transposed block (features x rows): see
-``_kernels._dense_batch_margins``. A block holds at most ``BLOCK_LIMIT``
-values, so a batch of wide rows is processed in several blocks. CSR rows are
-visited one by one. Margins and sums of two coefficient matrices at once
-(``Z`` and ``V`` of the single-loop solvers) share one pass over the rows.
+Rows are visited one by one (dense ones along their contiguous values: see
+``_kernels._dense_batch_margins``). Margins and sums of two coefficient
+matrices at once (``Z`` and ``V`` of the single-loop solvers) share one pass
+over the rows.
 
 The implementations have no branch on an array argument around a call that
 can raise: such a helper keeps the reference counts of its array arguments,
@@ -28,7 +27,6 @@ from numba import types
 from numba.extending import overload
 
 from ._kernels import (
-    BLOCK_LIMIT,
     FAST_JIT,
     _dense_batch_margins,
     _dense_batch_scatter,
@@ -69,31 +67,6 @@ def by_design(dense, csr):
     return pick
 
 
-# -- Work array --------------------------------------------------------------
-
-
-def _dense_batch_block(design, max_rows):
-    n_features = design.shape[1]
-    per_block = BLOCK_LIMIT // n_features
-    per_block = 1 if per_block < 1 else per_block
-    per_block = max_rows if per_block > max_rows else per_block
-    return np.zeros((n_features, per_block)), per_block
-
-
-def _csr_batch_block(design, max_rows):
-    return np.zeros((0, max_rows)), max_rows
-
-
-@typed_operation(by_design(_dense_batch_block, _csr_batch_block))
-def batch_block(design, max_rows):
-    """Return ``(block, rows_per_block)`` for batches of at most ``max_rows`` rows.
-
-    ``block`` is the work array of :func:`batch_margins` and
-    :func:`batch_scatter`; a batch is processed ``rows_per_block`` rows at a
-    time.
-    """
-
-
 # -- Prefetch ----------------------------------------------------------------
 
 
@@ -125,7 +98,7 @@ def prefetch_sample(design, y, weight, memory, other_memory, i):
 # -- Margins and sums --------------------------------------------------------
 
 
-def _csr_batch_margins(design, rows, start, stop, block, fit_intercept, W, U, V, Q, both):
+def _csr_batch_margins(design, rows, start, stop, fit_intercept, W, U, V, Q, both):
     data, indices, indptr = design
     last = W.shape[1] - 1
     for b in range(stop - start):
@@ -143,17 +116,16 @@ def _csr_batch_margins(design, rows, start, stop, block, fit_intercept, W, U, V,
 
 
 @typed_operation(by_design(_dense_batch_margins, _csr_batch_margins))
-def batch_margins(design, rows, start, stop, block, fit_intercept, W, U, V, Q, both):
+def batch_margins(design, rows, start, stop, fit_intercept, W, U, V, Q, both):
     """Set the margins of the rows ``rows[start:stop]``.
 
     ``U[k, b] = W[k] [d_i, 1]`` for the row ``i = rows[start + b]``, and, if
     ``both``, ``Q[k, b] = V[k] [d_i, 1]`` (otherwise ``V`` and ``Q`` are not
-    touched). Dense rows are first copied into ``block``, which
-    :func:`batch_scatter` then reads.
+    touched).
     """
 
 
-def _csr_batch_scatter(design, rows, start, stop, block, fit_intercept, C, G, D, H, both):
+def _csr_batch_scatter(design, rows, start, stop, fit_intercept, C, G, D, H, both):
     data, indices, indptr = design
     last = G.shape[1] - 1
     for b in range(stop - start):
@@ -171,11 +143,10 @@ def _csr_batch_scatter(design, rows, start, stop, block, fit_intercept, C, G, D,
 
 
 @typed_operation(by_design(_dense_batch_scatter, _csr_batch_scatter))
-def batch_scatter(design, rows, start, stop, block, fit_intercept, C, G, D, H, both):
+def batch_scatter(design, rows, start, stop, fit_intercept, C, G, D, H, both):
     """Add the rows ``rows[start:stop]`` weighted by ``C`` to ``G``.
 
     ``G[k] += sum_b C[k, b] [d_i, 1]`` over the rows ``i = rows[start + b]``,
     and, if ``both``, ``H[k] += sum_b D[k, b] [d_i, 1]`` (otherwise ``H`` is
-    not touched). Dense rows are read from the ``block`` that
-    :func:`batch_margins` filled.
+    not touched).
     """

@@ -225,76 +225,63 @@ def row_axpy2(X, data, indices, indptr, i, a, G, b, H, fit_intercept):
             H[k, last] += bk
 
 
-# -- Minibatches of dense rows as blocks -----------------------------------
+# -- Minibatches of dense rows --------------------------------------------
 #
-# A dense minibatch is copied once into a transposed block (features x rows),
-# so that the margins of all its rows and the sums back over them run along
-# contiguous memory and vectorize: row by row, each margin would be a short
-# reduction waiting on its own rows' cache misses. The two functions below
-# are compiled as they are (``dense_batch_margins``, ``dense_batch_scatter``)
-# and are the dense implementations of the overloads of ``_batches``. Neither
-# calls another compiled function: a helper with array arguments, branches
-# and calls kept reference counts (atomic operations) on its arguments.
-
-#: Largest block (features x rows) a kernel allocates for a dense minibatch;
-#: beyond it, the single-loop kernel processes a batch in several blocks
-#: and :func:`epoch_oracles` visits its rows one by one.
-BLOCK_LIMIT = 1 << 16
+# Row by row: each row's margins are two dot products along its contiguous
+# values, and its weighted sums two updates along them, while the rows of the
+# next batch are prefetched. (A batch used to be copied first into a
+# transposed block, features x rows, for the margins to run along the rows:
+# SABA epochs ran as fast on IJCNN1 and 5 to 9% slower on MNIST, with one
+# more work array and its size limit.) The two functions below are compiled
+# as they are (``dense_batch_margins``, ``dense_batch_scatter``) and are the
+# dense implementations of the overloads of ``_batches``. Neither calls
+# another compiled function: a helper with array arguments, branches and
+# calls kept reference counts (atomic operations) on its arguments.
 
 
-def _dense_batch_margins(design, rows, start, stop, block, fit_intercept, W, U, V, Q, both):
-    """Copy the rows ``rows[start:stop]`` of ``design`` into ``block``, set their margins.
+def _dense_batch_margins(design, rows, start, stop, fit_intercept, W, U, V, Q, both):
+    """Set the margins of the rows ``rows[start:stop]`` of ``design``.
 
-    ``block[:, b]`` is the row ``i = rows[start + b]``; ``U[k, b] = W[k]
-    [d_i, 1]`` and, if ``both``, ``Q[k, b] = V[k] [d_i, 1]`` (otherwise
-    ``V`` and ``Q`` are not touched).
+    ``U[k, b] = W[k] [d_i, 1]`` for the row ``i = rows[start + b]`` and, if
+    ``both``, ``Q[k, b] = V[k] [d_i, 1]`` (otherwise ``V`` and ``Q`` are not
+    touched).
     """
-    n_rows, n_features = stop - start, design.shape[1]
-    for b in range(n_rows):
+    n_features, last = design.shape[1], W.shape[1] - 1
+    for b in range(stop - start):
         i = rows[start + b]
-        for j in range(n_features):
-            block[j, b] = design[i, j]
-    last = W.shape[1] - 1
-    for k in range(W.shape[0]):
-        u0 = W[k, last] if fit_intercept else 0.0
-        q0 = V[k, last] if fit_intercept and both else 0.0
-        for b in range(n_rows):
-            U[k, b] = u0
-            if both:
-                Q[k, b] = q0
-        for j in range(n_features):
-            w = W[k, j]
-            v = V[k, j] if both else 0.0
-            for b in range(n_rows):
-                U[k, b] += block[j, b] * w
+        for k in range(W.shape[0]):
+            u = W[k, last] if fit_intercept else 0.0
+            q = V[k, last] if fit_intercept and both else 0.0
+            for j in range(n_features):
+                u += design[i, j] * W[k, j]
                 if both:
-                    Q[k, b] += block[j, b] * v
-
-
-def _dense_batch_scatter(design, rows, start, stop, block, fit_intercept, C, G, D, H, both):
-    """Add the rows held in ``block`` weighted by ``C`` to ``G`` (and ``D`` to ``H``).
-
-    ``G[k] += sum_b C[k, b] [x_b, 1]`` with ``x_b = block[:, b]``, for
-    ``b < stop - start``; if ``both``, ``H[k] += sum_b D[k, b] [x_b, 1]``
-    (otherwise ``D`` and ``H`` are not touched).
-    """
-    n_rows, n_features = stop - start, design.shape[1]
-    for k in range(G.shape[0]):
-        for j in range(n_features + fit_intercept):
-            g = h = 0.0
-            if j < n_features:
-                for b in range(n_rows):
-                    g += block[j, b] * C[k, b]
-                    if both:
-                        h += block[j, b] * D[k, b]
-            else:  # the intercept column
-                for b in range(n_rows):
-                    g += C[k, b]
-                    if both:
-                        h += D[k, b]
-            G[k, j] += g  # j == n_features: the intercept, last column
+                    q += design[i, j] * V[k, j]
+            U[k, b] = u
             if both:
-                H[k, j] += h
+                Q[k, b] = q
+
+
+def _dense_batch_scatter(design, rows, start, stop, fit_intercept, C, G, D, H, both):
+    """Add the rows ``rows[start:stop]`` of ``design`` weighted by ``C`` to ``G``.
+
+    ``G[k] += sum_b C[k, b] [d_i, 1]`` over the rows ``i = rows[start + b]``;
+    if ``both``, ``H[k] += sum_b D[k, b] [d_i, 1]`` (otherwise ``D`` and ``H``
+    are not touched).
+    """
+    n_features = design.shape[1]
+    for b in range(stop - start):
+        i = rows[start + b]
+        for k in range(G.shape[0]):
+            c = C[k, b]
+            d = D[k, b] if both else 0.0
+            for j in range(n_features):
+                G[k, j] += c * design[i, j]
+                if both:
+                    H[k, j] += d * design[i, j]
+            if fit_intercept:  # the intercept, last column
+                G[k, n_features] += c
+                if both:
+                    H[k, n_features] += d
 
 
 dense_batch_margins = njit(**FAST_JIT)(_dense_batch_margins)
@@ -528,9 +515,8 @@ def epoch_oracles(X, data, indices, indptr, y, rows, offsets, weights, loss, W, 
     max_batch = 1
     for t in range(n_iter):
         max_batch = max(max_batch, offsets[t + 1] - offsets[t])
-    blocked = indptr.shape[0] == 0 and n_features * max_batch <= BLOCK_LIMIT
-    n_block = max_batch if blocked else 0
-    XT = np.empty((n_features, n_block))
+    csr = indptr.shape[0] > 0
+    n_block = 0 if csr else max_batch  # dense rows: margins and sums by batch
     U = np.empty((K, n_block))
     Q = np.empty((K, n_block))
     CG = np.empty((K, n_block))
@@ -539,7 +525,6 @@ def epoch_oracles(X, data, indices, indptr, y, rows, offsets, weights, loss, W, 
     q = np.empty(K)
     g = np.empty(K)
     hq = np.empty(K)
-    csr = indptr.shape[0] > 0
     prefetch_rows(X, data, indices, indptr, rows, offsets[1])
     for t in range(n_iter):
         s = t % n_slots
@@ -557,10 +542,10 @@ def epoch_oracles(X, data, indices, indptr, y, rows, offsets, weights, loss, W, 
                 for k in range(K):
                     acc += W[k, j] * V[k, j]
                 cross_out[s, groups[j]] += r[j] * acc
-        if blocked:
-            dense_batch_margins(X, rows, start, stop, XT, fit_intercept, W, U, V, Q, True)
+        if not csr:
+            dense_batch_margins(X, rows, start, stop, fit_intercept, W, U, V, Q, True)
         for b in range(batch):
-            ahead = stop + b if blocked else start + b + PREFETCH_AHEAD
+            ahead = start + b + PREFETCH_AHEAD if csr else stop + b
             if ahead < n_visits:
                 i = rows[ahead]
                 if csr:
@@ -570,7 +555,7 @@ def epoch_oracles(X, data, indices, indptr, y, rows, offsets, weights, loss, W, 
                 prefetch(y, i)
             i = rows[start + b]
             w = weights[start + b]
-            if blocked:
+            if not csr:
                 for k in range(K):
                     u[k] = U[k, b]
                     q[k] = Q[k, b]
@@ -591,15 +576,15 @@ def epoch_oracles(X, data, indices, indptr, y, rows, offsets, weights, loss, W, 
                     hq[k] *= w
             if want_terms:
                 terms_out[s, b] = c
-            if blocked:
+            if not csr:
                 for k in range(K):
                     CG[k, b] = g[k]
                     CH[k, b] = hq[k]
             else:
                 row_axpy2(X, data, indices, indptr, i, g, grad_out[s], hq, hvp_out[s],
                           fit_intercept)
-        if blocked:
-            dense_batch_scatter(X, rows, start, stop, XT, fit_intercept, CG, grad_out[s], CH,
+        if not csr:
+            dense_batch_scatter(X, rows, start, stop, fit_intercept, CG, grad_out[s], CH,
                                 hvp_out[s], True)
 
 

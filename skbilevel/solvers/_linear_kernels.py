@@ -15,9 +15,8 @@ cross-derivative pushes every other coordinate by a constant until its row is
 sampled again, and is applied lazily then (or at the end of the chunk).
 
 Speed (see ``benchmarks/bench_epochs.py``): the rows of a minibatch go
-through the operations of ``problems._batches`` (dense rows as a transposed
-block whose margins, ``Z`` and ``V`` at once, and sums back vectorize; CSR
-rows one by one, both margins in one pass and both sums in one pass); the
+through the operations of ``problems._batches`` (row by row, both margins in
+one pass along the row and both sums in one pass); the
 rows of the next minibatch, their targets and SAGA memories are prefetched
 while the current one is processed (the rows of a minibatch are spread over
 the whole matrix, and without it every row waits on a cache miss);
@@ -42,7 +41,6 @@ import numpy as np
 from numba import njit, types
 
 from ..problems._batches import (
-    batch_block,
     batch_margins,
     batch_scatter,
     prefetch_sample,
@@ -161,8 +159,7 @@ def single_loop_chunk(
     """
     kernel = _CHUNK_KERNELS[bool(saga), kind == SAMPLE_WEIGHTS]
     if workspace is None:
-        workspace = chunk_workspace(train[0], val[0], Z.shape, x.shape[0],
-                                    _largest_batch(offsets, val_offsets))
+        workspace = chunk_workspace(Z.shape, x.shape[0], _largest_batch(offsets, val_offsets))
     (kernel.py_func if python else kernel)(
         train, val, loss, fit_intercept, groups, scale, spread_penalty, spread_offset,
         Z, V, x, rows, offsets, val_rows, val_offsets, inner_steps, outer_step, lower, upper,
@@ -175,24 +172,20 @@ def _largest_batch(offsets, val_offsets):
     return int(max(1, np.diff(offsets).max(initial=0), np.diff(val_offsets).max(initial=0)))
 
 
-def chunk_workspace(design, val_design, coef_shape, n_outer, max_batch):
+def chunk_workspace(coef_shape, n_outer, max_batch):
     """The work arrays of the chunk kernels, in the order they unpack them.
 
     Allocated in Python (each ``np.zeros`` in a kernel adds to its compile
     time) and shared by the chunks of an epoch: a kernel leaves them ready
-    for the next chunk. ``max_batch``: the largest batch of either split
-    (larger batches are processed in several blocks).
+    for the next chunk. ``max_batch``: the largest batch of either split.
     """
     K, n_cols = coef_shape
-    block, per_block = batch_block(design, max_batch)
-    val_block, val_per_block = batch_block(val_design, max_batch)
     return (
         np.zeros((K, n_cols)), np.zeros((K, n_cols)), np.zeros((K, n_cols)),
         np.zeros(n_cols), np.zeros(n_cols), np.zeros(n_cols), np.zeros(n_outer),
         np.zeros(n_outer),
         tuple(np.zeros(K) for _ in range(4)),
-        block, np.zeros((K, per_block)), np.zeros((K, per_block)),
-        val_block, np.zeros((K, val_per_block)), np.zeros((K, val_per_block)),
+        *(np.zeros((K, max_batch)) for _ in range(4)),
     )
 
 
@@ -221,12 +214,10 @@ def _chunk_kernel(saga, weighted):
         # updates (sample weights with SAGA), x[i] is current up to iteration
         # last[i] (a float64 count), after that it moves by a constant push
         # per iteration.
-        (d_grad, d_hvp, d_val, r, shrink, zv, dx, last, work,
-         block, U, Q, val_block, Uv, Qv) = workspace
+        (d_grad, d_hvp, d_val, r, shrink, zv, dx, last, work, U, Q, Uv, Qv) = workspace
         K, n_cols = Z.shape
         n_features = n_cols - fit_intercept
         n_train, n_val = y.shape[0], yv.shape[0]
-        per_block, val_per_block = U.shape[1], Uv.shape[1]
         for j in range(n_cols):
             shrink[j] = 1.0
         for h in range(x.shape[0]):
@@ -242,64 +233,58 @@ def _chunk_kernel(saga, weighted):
             val_start, val_stop = val_offsets[t], val_offsets[t + 1]
             batch = stop - start
             val_batch = val_stop - val_start
-            for sub in range(start, stop, per_block):
-                sub_stop = sub + per_block if sub + per_block < stop else stop
-                batch_margins(design, rows, sub, sub_stop, block, fit_intercept, Z, U, V, Q, True)
-                for b in range(sub_stop - sub):
-                    # Each row asks for the one at its place in the next batch
-                    # (not for the first batch: prefetching it before the loop
-                    # added about half a second to the compile time).
-                    ahead = sub + b + batch
-                    if ahead < n_visits:
-                        prefetch_sample(design, y, weight, mem_grad, mem_hvp, rows[ahead])
-                    i = rows[sub + b]
-                    s = weight[i]
-                    if weighted:
-                        if saga:
-                            x[i] = _clip(x[i] - outer_step[i] * (t - last[i]) * mem_cross[i]
-                                         / n_train, lower[i], upper[i])
-                        sw = sigmoid(x[i])
-                        s *= sw
-                    # l'(u) and l''(u) q, weighted, minus the SAGA memories.
-                    c = row_loss_terms(loss, y, i, U, Q, b, work)
-                    for k in range(K):
-                        g, h = s * U[k, b], s * Q[k, b]
-                        if saga:
-                            U[k, b], Q[k, b] = g - mem_grad[i, k], h - mem_hvp[i, k]
-                            mem_grad[i, k], mem_hvp[i, k] = g, h
-                        else:
-                            U[k, b], Q[k, b] = g, h
-                    if weighted:
-                        c *= weight[i] * sw * (1.0 - sw)
-                        if saga:
-                            dx[i] = (c - mem_cross[i]) / batch + mem_cross[i] / n_train
-                            mem_cross[i] = c
-                            last[i] = t + 1
-                        else:
-                            dx[i] = c / batch
-                batch_scatter(design, rows, sub, sub_stop, block, fit_intercept, U, d_grad, Q,
-                              d_hvp, True)
+            batch_margins(design, rows, start, stop, fit_intercept, Z, U, V, Q, True)
+            for b in range(batch):
+                # Each row asks for the one at its place in the next batch
+                # (not for the first batch: prefetching it before the loop
+                # added about half a second to the compile time).
+                ahead = start + b + batch
+                if ahead < n_visits:
+                    prefetch_sample(design, y, weight, mem_grad, mem_hvp, rows[ahead])
+                i = rows[start + b]
+                s = weight[i]
+                if weighted:
+                    if saga:
+                        x[i] = _clip(x[i] - outer_step[i] * (t - last[i]) * mem_cross[i]
+                                     / n_train, lower[i], upper[i])
+                    sw = sigmoid(x[i])
+                    s *= sw
+                # l'(u) and l''(u) q, weighted, minus the SAGA memories.
+                c = row_loss_terms(loss, y, i, U, Q, b, work)
+                for k in range(K):
+                    g, h = s * U[k, b], s * Q[k, b]
+                    if saga:
+                        U[k, b], Q[k, b] = g - mem_grad[i, k], h - mem_hvp[i, k]
+                        mem_grad[i, k], mem_hvp[i, k] = g, h
+                    else:
+                        U[k, b], Q[k, b] = g, h
+                if weighted:
+                    c *= weight[i] * sw * (1.0 - sw)
+                    if saga:
+                        dx[i] = (c - mem_cross[i]) / batch + mem_cross[i] / n_train
+                        mem_cross[i] = c
+                        last[i] = t + 1
+                    else:
+                        dx[i] = c / batch
+            batch_scatter(design, rows, start, stop, fit_intercept, U, d_grad, Q, d_hvp, True)
 
-            for sub in range(val_start, val_stop, val_per_block):
-                sub_stop = sub + val_per_block if sub + val_per_block < val_stop else val_stop
-                batch_margins(val_design, val_rows, sub, sub_stop, val_block, fit_intercept, Z,
-                              Uv, Z, Uv, False)
-                for b in range(sub_stop - sub):
-                    ahead = sub + b + val_batch
-                    if ahead < n_val_visits:
-                        prefetch_sample(val_design, yv, weightv, mem_val, mem_val,
-                                        val_rows[ahead])
-                    j = val_rows[sub + b]
-                    row_loss_terms(loss, yv, j, Uv, Qv, b, work)  # l'(u); Qv is not read
-                    for k in range(K):
-                        g = weightv[j] * Uv[k, b]
-                        if saga:
-                            Uv[k, b] = g - mem_val[j, k]
-                            mem_val[j, k] = g
-                        else:
-                            Uv[k, b] = g
-                batch_scatter(val_design, val_rows, sub, sub_stop, val_block, fit_intercept, Uv,
-                              d_val, Uv, d_val, False)
+            batch_margins(val_design, val_rows, val_start, val_stop, fit_intercept, Z, Uv, Z,
+                          Uv, False)
+            for b in range(val_batch):
+                ahead = val_start + b + val_batch
+                if ahead < n_val_visits:
+                    prefetch_sample(val_design, yv, weightv, mem_val, mem_val, val_rows[ahead])
+                j = val_rows[val_start + b]
+                row_loss_terms(loss, yv, j, Uv, Qv, b, work)  # l'(u); Qv is not read
+                for k in range(K):
+                    g = weightv[j] * Uv[k, b]
+                    if saga:
+                        Uv[k, b] = g - mem_val[j, k]
+                        mem_val[j, k] = g
+                    else:
+                        Uv[k, b] = g
+            batch_scatter(val_design, val_rows, val_start, val_stop, fit_intercept, Uv, d_val,
+                          Uv, d_val, False)
 
             # Strengths at the current x (sample weights: fixed, set above).
             if not weighted:

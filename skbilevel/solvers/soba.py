@@ -93,7 +93,7 @@ class SOBA(StochasticSolver):
         lower, upper = self._outer_box(state)
         outer_step = np.broadcast_to(state.outer_step, state.x.shape).astype(float)
         Z, V = problem._matrix(state.z), problem._matrix(state.v)
-        workspace = chunk_workspace(arguments[0][0], arguments[1][0], Z.shape, state.x.shape[0],
+        workspace = chunk_workspace(Z.shape, state.x.shape[0],
                                     max(state.train.batch_size, state.val.batch_size))
         n_samples = step_sum = 0.0
         for _ in range(0, n_iter, chunk):
