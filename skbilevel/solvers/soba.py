@@ -35,10 +35,10 @@ class SOBA(StochasticSolver):
     :meth:`StochasticSolver._size_outer_step`), then one factor adapts them
     all. The hypergradients of per-feature strengths can differ by orders
     of magnitude: on IJCNN1 without intercept, a step sized on the largest
-    left the others still, and the run stopped on a plateau at a gap of
-    0.2 for 100 epochs; with the diagonal step it reaches 1e-2 in 15 to 19
-    epochs (``random_state`` 0 to 4), and as before with the intercept
-    (gap 1e-3 in 36 to 47 epochs).
+    left the others still, and the runs stayed 0.02 to 0.2 above ``h*`` for
+    100 epochs; with the diagonal step they reach 1e-2 in 15 to 19 epochs
+    (``random_state`` 0 to 4), and as before with the intercept (gap 1e-3
+    in 36 to 47 epochs).
 
     Parameters
     ----------
