@@ -10,15 +10,14 @@ from skbilevel.solvers._linear_kernels import chunk_workspace, single_loop_chunk
 from skbilevel.solvers._sampling import BatchStream
 
 
-def _problem(hyperparams, sparse=False, loss="logistic", seed=0, spread_penalty=0.0,
-             n_features=6):
+def _problem(hyperparams, sparse=False, loss="logistic", seed=0, spread_penalty=0.0):
     rng = np.random.default_rng(seed)
-    X = rng.standard_normal((150, n_features))
+    X = rng.standard_normal((150, 6))
     X[rng.random(X.shape) < 0.3] = 0.0
     if loss == "logistic":
-        y = np.where(X @ rng.standard_normal(n_features) + rng.standard_normal(150) > 0, 1.0, -1.0)
+        y = np.where(X @ rng.standard_normal(6) + rng.standard_normal(150) > 0, 1.0, -1.0)
     else:
-        y = (X @ rng.standard_normal((n_features, 3)) + rng.standard_normal((150, 3))).argmax(1)
+        y = (X @ rng.standard_normal((6, 3)) + rng.standard_normal((150, 3))).argmax(1)
     X_train, X_val = (sp.csr_matrix(M) if sparse else M for M in (X[:100], X[100:]))
     return LinearBilevelProblem(X_train, y[:100], X_val, y[100:], loss=loss,
                                 hyperparams=hyperparams,
@@ -157,6 +156,27 @@ def test_saba_kernel_equals_direct_saga(hyperparams):
     np.testing.assert_allclose(state.v, v, rtol=1e-9, atol=1e-12)
 
 
+def _run_chunks(problem, saga, chunk_sizes, workspace=None, python=False):
+    """Chunks of ``chunk_sizes`` iterations of the SOBA or SABA kernel at fixed steps.
+
+    From ``x = -1`` with SABA's batches of 16 rows (``random_state=5``);
+    return the final ``(x, Z, V)``.
+    """
+    solver = SABA(batch_size=16, step_size=0.2, outer_step_size=3.0)
+    state = solver._initialize(problem, np.full(problem.n_outer, -1.0), np.random.default_rng(5))
+    Z, V = problem._matrix(state.z), problem._matrix(state.v)
+    for n_iter in chunk_sizes:
+        rows, offsets = state.train.take(n_iter)
+        val_rows, val_offsets = state.val.take(n_iter)
+        single_loop_chunk(
+            *problem.kernel_arguments(), Z, V, state.x, rows, offsets, val_rows, val_offsets,
+            0.2 * state.column_scale, np.full(problem.n_outer, 3.0),
+            np.full(problem.n_outer, -15.0), np.full(problem.n_outer, 15.0), saga,
+            state.memory, workspace, python=python,
+        )
+    return state.x, Z, V
+
+
 @pytest.mark.parametrize("saga", [False, True], ids=["soba", "saba"])
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("loss", ["logistic", "multinomial"])
@@ -168,21 +188,7 @@ def test_kernel_run_as_python_equals_compiled(hyperparams, loss, sparse, saga):
     when a kernel is typed in compiled code.
     """
     problem = _problem(hyperparams, sparse, loss)
-    solver = SABA(batch_size=16, step_size=0.2, outer_step_size=3.0)
-    states = []
-    for python in (False, True):
-        state = solver._initialize(problem, np.full(problem.n_outer, -1.0),
-                                   np.random.default_rng(5))
-        Z, V = problem._matrix(state.z), problem._matrix(state.v)
-        rows, offsets = state.train.take(8)
-        val_rows, val_offsets = state.val.take(8)
-        single_loop_chunk(
-            *problem.kernel_arguments(), Z, V, state.x, rows, offsets, val_rows, val_offsets,
-            0.2 * state.column_scale, np.full(problem.n_outer, 3.0),
-            np.full(problem.n_outer, -15.0), np.full(problem.n_outer, 15.0), saga,
-            state.memory, python=python,
-        )
-        states.append((state.x, Z, V))
+    states = [_run_chunks(problem, saga, [8], python=python) for python in (False, True)]
     x, Z, _ = states[0]
     assert np.abs(x + 1.0).max() > 1e-3 and np.abs(Z).max() > 1e-3  # the chunk did move
     for compiled, in_python in zip(*states):
@@ -195,24 +201,9 @@ def test_chunks_sharing_a_workspace_equal_chunks_with_their_own(hyperparams, sag
     """A kernel leaves its work arrays ready for the next chunk (the lazy
     updates of sample weights restart from the chunk's first iteration)."""
     problem = _problem(hyperparams)
-    solver = SABA(batch_size=16, step_size=0.2, outer_step_size=3.0)
-    states = []
-    for share in (False, True):
-        state = solver._initialize(problem, np.full(problem.n_outer, -1.0),
-                                   np.random.default_rng(5))
-        Z, V = problem._matrix(state.z), problem._matrix(state.v)
-        arguments = problem.kernel_arguments()
-        workspace = (chunk_workspace(Z.shape, problem.n_outer, 16) if share else None)
-        for _ in range(3):
-            rows, offsets = state.train.take(5)
-            val_rows, val_offsets = state.val.take(5)
-            single_loop_chunk(
-                *arguments, Z, V, state.x, rows, offsets, val_rows, val_offsets,
-                0.2 * state.column_scale, np.full(problem.n_outer, 3.0),
-                np.full(problem.n_outer, -15.0), np.full(problem.n_outer, 15.0), saga,
-                state.memory, workspace,
-            )
-        states.append((state.x, Z, V))
+    common = chunk_workspace(problem.coef_shape, problem.n_outer, 16)
+    states = [_run_chunks(problem, saga, [5, 5, 5], workspace=workspace)
+              for workspace in (None, common)]
     assert np.abs(states[0][0] + 1.0).max() > 1e-3  # the chunks did move x
     for own, shared in zip(*states):
         np.testing.assert_array_equal(own, shared)
