@@ -10,6 +10,7 @@ from skbilevel.problems import FeatureL2, LinearBilevelProblem, ScalarL2, make_q
 from skbilevel.solvers import (
     SABA,
     SOLVERS,
+    AmIGO,
     BatchStream,
     DivergenceWarning,
     get_solver,
@@ -22,20 +23,6 @@ QUADRATIC_EPOCHS = {"soba": 1500, "saba": 1500, "amigo": 2000, "sid": 25000, "st
                     "aid": 500, "itd": 10000}
 LOGISTIC_EPOCHS = {"soba": 150, "saba": 60, "amigo": 300, "sid": 4000, "stocbio": 2000,
                    "aid": 2000, "itd": 5000}
-
-
-def _known_failure(name, reason):
-    """Parameter ``name`` marked as an expected (strict) failure, for ``reason``."""
-    return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason))
-
-
-#: SID restarts its inner solves from zero: its hypergradient keeps the bias of
-#: solves that grow only with the outer iteration (the relative gap measured
-#: here is 1.6e-2 after 4,000 epochs and 1.5e-2 after 8,000).
-LOGISTIC_SOLVERS = [
-    _known_failure(name, "SID: no warm start; biased hypergradient stalls at 1.5e-2")
-    if name == "sid" else name for name in SOLVERS
-]
 
 
 def _exact_quadratic():
@@ -52,7 +39,7 @@ def test_reaches_quadratic_solution(name):
     assert np.linalg.norm(result.x - x_star) <= 1e-4 * np.linalg.norm(x_star)
 
 
-@pytest.mark.parametrize("name", LOGISTIC_SOLVERS)
+@pytest.mark.parametrize("name", SOLVERS)
 def test_reduces_logistic_gap(name, logistic, exact_h):
     problem, h0, h_star = logistic
     result = get_solver(name).solve(problem, max_epochs=LOGISTIC_EPOCHS[name],
@@ -93,7 +80,7 @@ def test_history_and_budget(name, logistic):
     assert len(stopped.history["epoch"]) == 2  # the start, and the first epoch
 
 
-@pytest.mark.parametrize("name", LOGISTIC_SOLVERS)
+@pytest.mark.parametrize("name", SOLVERS)
 def test_recovers_from_a_huge_step(name, logistic, exact_h):
     problem, h0, h_star = logistic
     solver = get_solver(name, step_size=1e4)
@@ -126,18 +113,24 @@ def test_saba_converges_at_fixed_steps_where_soba_plateaus(scalar_logistic, exac
     assert last_gaps["soba"] > 1e-5
 
 
-@pytest.mark.skipif(not data_available("ijcnn1"),
-                    reason="the ijcnn1 files are not in the data folder (set SKBILEVEL_DATA)")
-def test_soba_diagonal_outer_step_moves_every_strength(exact_h):
-    """IJCNN1 without intercept: at ``x = 0`` the hypergradient of one
-    strength is orders of magnitude above the others. One step sized on it
-    leaves the others still, on a plateau 0.2 above ``h*``; SOBA's diagonal
-    default moves every coordinate.
-    """
+@pytest.fixture(scope="module")
+def ijcnn1_no_intercept(exact_h):
+    """IJCNN1 without intercept, and ``h*``: at ``x = 0`` the hypergradient of
+    one strength is orders of magnitude above the others."""
+    if not data_available("ijcnn1"):
+        pytest.skip("the ijcnn1 files are not in the data folder (set SKBILEVEL_DATA)")
     data = load_ijcnn1(dense=True)
     problem = LinearBilevelProblem(data.X_train, data.y_train, data.X_val, data.y_val,
                                    hyperparams=FeatureL2(), fit_intercept=False)
-    h_star = exact_h(problem, solve_reference(problem, tol=1e-6).x)
+    return problem, exact_h(problem, solve_reference(problem, tol=1e-6).x)
+
+
+def test_soba_diagonal_outer_step_moves_every_strength(ijcnn1_no_intercept, exact_h):
+    """One step sized on the largest hypergradient leaves the other strengths
+    still, on a plateau 0.2 above ``h*``; SOBA's diagonal default moves every
+    coordinate.
+    """
+    problem, h_star = ijcnn1_no_intercept
     default, on_largest = get_solver("soba"), get_solver("soba")
     on_largest.diagonal_outer_step = False
     default_gap, on_largest_gap = (
@@ -146,6 +139,25 @@ def test_soba_diagonal_outer_step_moves_every_strength(exact_h):
     )
     assert default_gap <= 1e-2
     assert on_largest_gap > 0.1
+
+
+class _OneStepAmIGO(AmIGO):
+    """AmIGO with one outer step for all coordinates, even on strengths."""
+
+    def _uses_coordinate_steps(self, problem):
+        return False
+
+
+def test_double_loop_steps_per_strength(ijcnn1_no_intercept, exact_h):
+    """The double-loop solvers take per-coordinate steps on strengths: one
+    step sized on the largest hypergradient stays on the plateau."""
+    problem, h_star = ijcnn1_no_intercept
+    default_gap, one_step_gap = (
+        exact_h(problem, solver.solve(problem, max_epochs=40, random_state=0).x) - h_star
+        for solver in (AmIGO(), _OneStepAmIGO())
+    )
+    assert default_gap <= 1e-2
+    assert one_step_gap > 0.1
 
 
 @pytest.mark.xfail(strict=True, reason=(

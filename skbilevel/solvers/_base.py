@@ -64,8 +64,9 @@ class StochasticSolver:
     of ``x`` (every coordinate, for a diagonal step: SOBA) by about one unit
     according to a full-data hypergradient estimate; afterwards it adapts
     once per epoch to how the epoch's mean hypergradient estimate turns (see
-    :meth:`_adapt_outer_step`, which subclasses may replace by
-    per-coordinate steps: SABA).
+    :meth:`_adapt_outer_step`). Some solvers take per-coordinate steps
+    instead (see :meth:`_uses_coordinate_steps`): SABA on every problem,
+    the double-loop solvers on L2 strengths.
 
     A divergence restores the last good state, halves both steps (the inner
     one down to at most its default, from the problem's constants: a user's
@@ -102,7 +103,8 @@ class StochasticSolver:
 
     name = None
     max_recoveries = 30
-    #: One outer step per coordinate (True) or one for all (False).
+    #: One outer step per coordinate (True) or one for all (False); see
+    #: :meth:`_uses_coordinate_steps`.
     per_coordinate_steps = False
     #: With one step for all: a first step per coordinate (True), each moving
     #: its coordinate by one unit, then scaled by one factor; or one number
@@ -208,6 +210,7 @@ class StochasticSolver:
         )
         adaptive = self.outer_step_size is None
         state.outer_step = 0.0 if adaptive else float(self.outer_step_size)
+        state.coordinate_steps = self._uses_coordinate_steps(problem)
         run = _Run(self, problem, state, start, callback, verbose)
         run.record(grad_norm=np.nan)
         if adaptive:
@@ -233,6 +236,10 @@ class StochasticSolver:
                 run.message = "epoch budget reached"
         return run.result()
 
+    def _uses_coordinate_steps(self, problem):
+        """Whether the adaptive outer steps of a run on ``problem`` are per coordinate."""
+        return self.per_coordinate_steps
+
     def _first_outer_step(self, problem, state):
         return self._size_outer_step(problem, state, self._outer_updates_per_epoch(problem))
 
@@ -252,7 +259,7 @@ class StochasticSolver:
         largest = grad.max()
         if not np.isfinite(largest) or largest == 0.0:
             grad[:], largest = 1.0, 1.0
-        if not self.per_coordinate_steps:
+        if not state.coordinate_steps:
             if self.diagonal_outer_step:
                 return 1.0 / (updates * np.maximum(grad, MIN_GRAD_SHARE * largest))
             return 1.0 / (updates * largest)
@@ -291,7 +298,7 @@ class StochasticSolver:
         ``previous`` is the state accepted before it. See
         :meth:`_adapt_coordinate_steps` and :meth:`_adapt_global_step`.
         """
-        if self.per_coordinate_steps:
+        if state.coordinate_steps:
             self._adapt_coordinate_steps(state, previous)
             if state.x.size > 1:
                 self._move_level(state, state.x - previous.x)

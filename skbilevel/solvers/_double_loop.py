@@ -7,6 +7,7 @@ pieces (:class:`_DoubleLoopSolver`).
 
 import numpy as np
 
+from ..problems import GroupedL2
 from ._base import StochasticSolver, prox_step
 
 #: Truncation length (Neumann terms, unrolled steps) of the first outer iteration.
@@ -34,7 +35,9 @@ class _DoubleLoopSolver(StochasticSolver):
 
     The first outer step is sized as the base class does, but at the first
     outer update, from the first complete estimate of ``v``, which the
-    warm-up epoch may not reach.
+    warm-up epoch may not reach. The outer steps are per coordinate when
+    ``x`` holds log L2 strengths, and one for all otherwise (see
+    :meth:`_uses_coordinate_steps`).
 
     Truncated solvers (stocBiO's Neumann series, ITD's unrolling) keep their
     truncation length in ``state.n_terms`` and adapt it with
@@ -58,6 +61,25 @@ class _DoubleLoopSolver(StochasticSolver):
         state.first_grad_norm = state.grad_norm = None
         return state
 
+    def _uses_coordinate_steps(self, problem):
+        """Per-coordinate steps on log L2 strengths (:class:`GroupedL2`), else one step.
+
+        The hypergradient of a log strength scales with the strength, so
+        that on IJCNN1 (per-feature strengths) the coordinates' first
+        hypergradients span five orders of magnitude: one step sized on the
+        largest left the others in place, and AmIGO, SID and stocBiO stayed
+        0.21 above ``h*`` after 300 to 1,000 epochs without intercept (0.002
+        to 0.012 with per-coordinate steps). Elsewhere one step stays: the
+        trust radii of per-coordinate steps are in log units, which an
+        arbitrary ``x`` has not (on the quadratic problem of the tests,
+        AmIGO took 1.6 to 1.8 times as many epochs to reach 1e-4, SID with
+        the growing schedule 3.7 times), and an outer update of sample weights
+        moves only the weights of its batch, whose per-coordinate steps
+        then adapt on the rare updates that moved them (SID and stocBiO on
+        hyper-cleaning digits: ROC AUC 0.83 to 0.85 instead of above 0.9).
+        """
+        return isinstance(getattr(problem, "hyperparams", None), GroupedL2)
+
     def _advance(self, problem, state):
         """Run one piece of the outer iteration; return ``(n_inner_samples, outer_step)``.
 
@@ -68,7 +90,8 @@ class _DoubleLoopSolver(StochasticSolver):
 
     def _outer_updates_per_epoch(self, problem):
         # An outer iteration costs at least one epoch: one update moves the
-        # largest coordinate of x by about one unit.
+        # largest coordinate of x (every one, with per-coordinate steps) by
+        # about one unit.
         return 1
 
     def _epoch(self, problem, state):

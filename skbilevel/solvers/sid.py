@@ -135,8 +135,9 @@ class SID(_DoubleLoopSolver):
     One outer iteration lasts many epochs, so this class reports the count
     of outer updates per epoch below one (see
     :meth:`_outer_updates_per_epoch`): the first outer step moves the
-    largest coordinate of ``x`` by about as many units as its outer
-    iteration lasts epochs.
+    largest coordinate of ``x`` (every one, up to its trust radius, with
+    per-coordinate steps) by about as many units as its outer iteration
+    lasts epochs.
     """
 
     name = "sid"
@@ -208,7 +209,8 @@ class SID(_DoubleLoopSolver):
         """Outer updates per epoch: ``n_train`` over the rows of one outer iteration.
 
         Usually below one: the first outer step is then sized so that one
-        update moves the largest coordinate of ``x`` by about as many units as
+        update moves the largest coordinate of ``x`` (every one, up to its
+        trust radius, with per-coordinate steps) by about as many units as
         the outer iteration lasts epochs (see
         :meth:`StochasticSolver._first_outer_step`). ``plan`` is the
         ``(t, k, J)`` of the outer iteration, by default the first one.
