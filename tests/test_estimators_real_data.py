@@ -5,7 +5,8 @@ IJCNN1: per-feature BilevelLogisticRegressionCV with default parameters
 49,990 rows, by test log-loss. MNIST hyper-cleaning (p = 0.5): HyperCleaner
 with the 5,000 clean rows passed as ``trusted`` reaches a test accuracy of
 0.90 (LogisticRegression gets 0.81 on the corrupted rows, 0.899 on the
-trusted rows alone).
+trusted rows alone). 20 Newsgroups, two topics: the double-loop solvers
+tune one strength per word.
 """
 
 import time
@@ -17,7 +18,12 @@ from sklearn.linear_model import LogisticRegressionCV
 from sklearn.metrics import log_loss
 
 from skbilevel import BilevelLogisticRegressionCV, HyperCleaner
-from skbilevel.datasets import data_available, load_ijcnn1, load_mnist_hypercleaning
+from skbilevel.datasets import (
+    data_available,
+    load_20newsgroups_tfidf,
+    load_ijcnn1,
+    load_mnist_hypercleaning,
+)
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
@@ -82,3 +88,20 @@ def test_mnist_hypercleaning_accuracy():
           f"{weights[~data.corrupted].mean():.3f} on clean ones")
     assert weights[data.corrupted].mean() < 0.5 * weights[~data.corrupted].mean()
     assert accuracy >= 0.90
+
+
+@_skip_without("20newsgroups")
+@pytest.mark.parametrize("solver", ["amigo", "sid", "stocbio"])
+def test_double_loop_solvers_tune_one_strength_per_word(solver):
+    """alt.atheism against soc.religion.christian (1,079 training posts, one
+    strength per tf-idf column). With one outer step for all strengths these
+    solvers left the strengths at their start and predicted at chance (test
+    log-loss 0.686 for each, accuracy 0.555); with per-coordinate steps
+    they reach 0.203 to 0.205 (SABA 0.196).
+    """
+    data = load_20newsgroups_tfidf()
+    train, test = np.isin(data.y_train, [0, 15]), np.isin(data.y_test, [0, 15])
+    estimator = BilevelLogisticRegressionCV(solver=solver, cv=3, random_state=0)
+    estimator.fit(data.X_train[train], data.y_train[train] == 15)
+    probabilities = estimator.predict_proba(data.X_test[test])
+    assert log_loss(data.y_test[test] == 15, probabilities) <= 0.3

@@ -69,14 +69,20 @@ class _DoubleLoopSolver(StochasticSolver):
         hypergradients span five orders of magnitude: one step sized on the
         largest left the others in place, and AmIGO, SID and stocBiO stayed
         0.21 above ``h*`` after 300 to 1,000 epochs without intercept (0.002
-        to 0.012 with per-coordinate steps). Elsewhere one step stays: the
-        trust radii of per-coordinate steps are in log units, which an
-        arbitrary ``x`` has not (on the quadratic problem of the tests,
-        AmIGO took 1.6 to 1.8 times as many epochs to reach 1e-4, SID with
-        the growing schedule 3.7 times), and an outer update of sample weights
-        moves only the weights of its batch, whose per-coordinate steps
-        then adapt on the rare updates that moved them (SID and stocBiO on
-        hyper-cleaning digits: ROC AUC 0.83 to 0.85 instead of above 0.9).
+        to 0.012 with per-coordinate steps). On two topics of 20 Newsgroups
+        (130,108 strengths) all five predicted at chance (test log-loss
+        0.685 to 0.686); with per-coordinate steps AmIGO, SID and stocBiO
+        reach 0.203 to 0.205 in 30 epochs, AID and ITD 0.166 and 0.204 in
+        300.
+
+        Elsewhere one step stays. The trust radii of per-coordinate steps
+        are in log units, which an arbitrary ``x`` has not: on the quadratic
+        problem of the tests, AmIGO took 1.6 to 1.8 times as many epochs to
+        reach 1e-4 with them, SID with the growing schedule 3.7 times. And
+        an outer update of sample weights moves only the weights of its
+        batch, whose per-coordinate steps then adapt on the rare updates
+        that moved them: SID and stocBiO on hyper-cleaning digits reached a
+        ROC AUC of 0.83 to 0.85 with them, instead of above 0.9.
         """
         return isinstance(getattr(problem, "hyperparams", None), GroupedL2)
 
