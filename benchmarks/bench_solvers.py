@@ -128,9 +128,15 @@ EPOCHS = {
               "aid": 200, "itd": 200},
 }
 TIME_LIMIT = {"ijcnn1": 60.0, "mnist": 90.0}
-#: The two formulations of the IJCNN1 task (``--datasets``), as the verdicts name them.
-IJCNN1_TASKS = {"ijcnn1": "IJCNN1", "ijcnn1_no_intercept": "IJCNN1 without intercept"}
-TASKS = (*IJCNN1_TASKS, "mnist")
+#: The tasks (``--datasets``), named as the tables, verdicts and plots show them.
+TASK_LABELS = {
+    "ijcnn1": "IJCNN1 (per-feature L2)",
+    "ijcnn1_no_intercept": "IJCNN1 (per-feature L2, no intercept)",
+    "mnist": "MNIST hyper-cleaning (p = 0.5)",
+}
+TASKS = tuple(TASK_LABELS)
+#: The two formulations of the IJCNN1 task.
+IJCNN1_TASKS = ("ijcnn1", "ijcnn1_no_intercept")
 #: SABA targets of issue 3 on IJCNN1: gap -> epochs.
 SABA_TARGETS = {1e-3: 15, 1e-4: 60}
 TARGET_EPOCH_RATIO = 3.0
@@ -165,8 +171,7 @@ class IJCNN1(Task):
     def __init__(self, args, fit_intercept=True):
         self.fit_intercept = fit_intercept
         self.name = "ijcnn1" if fit_intercept else "ijcnn1_no_intercept"
-        self.label = ("IJCNN1 (per-feature L2)" if fit_intercept
-                      else "IJCNN1 (per-feature L2, no intercept)")
+        self.label = TASK_LABELS[self.name]
         data = _common.load_dataset(load_ijcnn1, data_home=args.data_home, dense=True)
         self.X_train, self.y_numpy = data.X_train, data.y_train
         self.problem = LinearBilevelProblem(
@@ -327,7 +332,7 @@ class IJCNN1(Task):
 
 
 class MNIST(Task):
-    name, label, loss = "mnist", "MNIST hyper-cleaning (p = 0.5)", "multinomial"
+    name, label, loss = "mnist", TASK_LABELS["mnist"], "multinomial"
     kind = "mnist"
 
     def __init__(self, args):
@@ -654,7 +659,8 @@ def print_verdicts(summary_rows, compile_times):
     print()
     print("Targets of issue 3:")
     saba = {s["dataset"]: s for s in summary_rows if s["solver"] == "saba"}
-    for dataset, label in IJCNN1_TASKS.items():
+    for dataset in IJCNN1_TASKS:
+        label = TASK_LABELS[dataset]
         if dataset in saba and "ms/epoch" in saba[dataset]:
             _print_ijcnn1_verdicts(saba[dataset], label)
         seeds = [s for s in summary_rows
@@ -803,9 +809,7 @@ def plot(curves, summary_rows, path):
                 ax.set_ylabel("test accuracy")
                 ax.set_xscale("symlog", linthresh=1.0)
                 ax.set_ylim(0.0, 1.0)
-            ax.set_title({"ijcnn1": "IJCNN1, per-feature L2",
-                          "ijcnn1_no_intercept": "IJCNN1, per-feature L2, no intercept",
-                          "mnist": "MNIST hyper-cleaning, p = 0.5"}[dataset])
+            ax.set_title(TASK_LABELS[dataset])
         failed = [s["solver"] for s in summary_rows
                   if s.get("dataset") == dataset and s.get("error")]
         if failed:
