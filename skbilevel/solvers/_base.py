@@ -103,9 +103,6 @@ class StochasticSolver:
 
     name = None
     max_recoveries = 30
-    #: One outer step per coordinate (True) or one for all (False); see
-    #: :meth:`_uses_coordinate_steps`.
-    per_coordinate_steps = False
     #: With one step for all: a first step per coordinate (True), each moving
     #: its coordinate by one unit, then scaled by one factor; or one number
     #: for all that moves the largest coordinate by one unit (False).
@@ -237,8 +234,11 @@ class StochasticSolver:
         return run.result()
 
     def _uses_coordinate_steps(self, problem):
-        """Whether the adaptive outer steps of a run on ``problem`` are per coordinate."""
-        return self.per_coordinate_steps
+        """Whether the adaptive outer steps of a run on ``problem`` are per coordinate.
+
+        One step for all coordinates here (see :meth:`_adapt_global_step`).
+        """
+        return False
 
     def _first_outer_step(self, problem, state):
         return self._size_outer_step(problem, state, self._outer_updates_per_epoch(problem))

@@ -96,7 +96,6 @@ class SABA(SOBA):
 
     name = "saba"
     _saga = True
-    per_coordinate_steps = True
     # The first warm-up epoch fills the memories (not checked), the second
     # must not raise the inner gradient.
     warm_up_epochs = 2
@@ -143,6 +142,9 @@ class SABA(SOBA):
             outer_grad_x=_SagaTable(state.val_batches, problem.n_val, n_outer),
         )
         return state
+
+    def _uses_coordinate_steps(self, problem):
+        return True
 
     def _default_inner_step(self, problem, state):
         if isinstance(problem, LinearBilevelProblem):
