@@ -118,7 +118,7 @@ def ijcnn1_no_intercept(exact_h):
     """IJCNN1 without intercept, and ``h*``: at ``x = 0`` the hypergradient of
     one strength is orders of magnitude above the others."""
     if not data_available("ijcnn1"):
-        pytest.skip("the ijcnn1 files are not in the data folder (set SKBILEVEL_DATA)")
+        pytest.skip(reason="the ijcnn1 files are not in the data folder (set SKBILEVEL_DATA)")
     data = load_ijcnn1(dense=True)
     problem = LinearBilevelProblem(data.X_train, data.y_train, data.X_val, data.y_val,
                                    hyperparams=FeatureL2(), fit_intercept=False)
