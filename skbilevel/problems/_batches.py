@@ -43,6 +43,13 @@ def typed_operation(pick):
     arrays when the operation is called from Python, their Numba types when
     a kernel calling it is typed. The stub gives the signature and the
     docstring.
+
+    The implementations are compiled into each kernel that calls them, and
+    the kernels are cached, so they are not cached on their own: the dense
+    ones are also compiled alone (``_kernels.dense_batch_margins`` and
+    ``dense_batch_scatter``), the same Python functions, whose cache files
+    they would share; a process that loaded their entry in place of the
+    standalone function's crashed on its first call from Python.
     """
     def decorate(stub):
         @functools.wraps(stub)
@@ -53,7 +60,7 @@ def typed_operation(pick):
         def typing(*args):
             return pick(*args)
 
-        overload(operation, jit_options=FAST_JIT)(typing)
+        overload(operation, jit_options={**FAST_JIT, "cache": False})(typing)
         return operation
 
     return decorate
