@@ -227,8 +227,8 @@ def row_axpy2(X, data, indices, indptr, i, a, G, b, H, fit_intercept):
 
 # -- Minibatches of dense rows --------------------------------------------
 #
-# Row by row: each row's margins are two dot products along its contiguous
-# values, and its weighted sums two updates along them, while the rows of the
+# Each row's margins are two dot products along its contiguous values, and
+# the weighted sums add four rows at a time along them, while the rows of the
 # next batch are prefetched. (A batch used to be copied first into a
 # transposed block, features x rows, for the margins to run along the rows:
 # SABA epochs ran as fast on IJCNN1 and 5 to 9% slower on MNIST, with one

@@ -15,9 +15,9 @@ cross-derivative pushes every other coordinate by a constant until its row is
 sampled again, and is applied lazily then (or at the end of the chunk).
 
 Speed (see ``benchmarks/bench_epochs.py``): the rows of a minibatch go
-through the operations of ``problems._batches`` (row by row, both margins in
-one pass along the row and both sums in one pass); the
-rows of the next minibatch, their targets and SAGA memories are prefetched
+through the operations of ``problems._batches`` (both margins of a row in one
+pass along it, both sums in one pass over four rows at a time); the rows of
+the next minibatch, their targets and SAGA memories are prefetched
 while the current one is processed (the rows of a minibatch are spread over
 the whole matrix, and without it every row waits on a cache miss);
 one-output losses keep their per-row arithmetic in registers. All the
