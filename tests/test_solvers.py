@@ -223,14 +223,31 @@ def test_permutation_is_reproducible_and_seed_dependent():
         permutation(1 << 32, np.random.default_rng(0))
 
 
-def test_fisher_yates_run_as_python_equals_compiled():
+def _splitmix_fisher_yates(n, seed):
+    """The shuffle of ``_fisher_yates`` in one plain loop, with Python integers."""
+    mask = (1 << 64) - 1
+    perm, state = list(range(n)), seed
+    for i in range(n - 1, 0, -1):
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        r = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        r = ((r ^ (r >> 27)) * 0x94D049BB133111EB) & mask
+        r ^= r >> 31
+        j = (r * (i + 1)) >> 64
+        perm[i], perm[j] = perm[j], perm[i]
+    return perm
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 600])
+def test_fisher_yates_blocks_give_the_one_loop_shuffle(n):
+    """Partners drawn by blocks (of 8 here, the last one short), then swapped."""
     for seed in (0, 12345, 2 ** 64 - 1):
-        compiled, python = np.arange(500), np.arange(500)
-        _fisher_yates(compiled, np.uint64(seed))
+        compiled, python = np.arange(n), np.arange(n)
+        _fisher_yates(compiled, np.uint64(seed), np.empty(8, dtype=np.int64))
         with np.errstate(over="ignore"):  # the uint64 arithmetic wraps by design
-            _fisher_yates.py_func(python, np.uint64(seed))
-        np.testing.assert_array_equal(compiled, python)
-        assert not np.array_equal(compiled, np.arange(500))
+            _fisher_yates.py_func(python, np.uint64(seed), np.empty(8, dtype=np.int64))
+        expected = _splitmix_fisher_yates(n, seed)
+        np.testing.assert_array_equal(compiled, expected)
+        np.testing.assert_array_equal(python, expected)
 
 
 def test_batch_stream_take_gives_the_batches_of_next():

@@ -21,12 +21,16 @@ def check_generator(random_state):
     return np.random.default_rng(seed)
 
 
+#: Positions of the shuffle whose swap partners are drawn in one go.
+_BLOCK = 256
+
+
 def permutation(n, rng):
     """Return a uniformly random permutation of ``range(n)`` as int64.
 
-    The same distribution as ``rng.permutation(n)``, four times faster
-    (about 0.15 ms instead of 0.6 ms for 35,000 rows, a tenth of a SABA
-    epoch on IJCNN1; ``benchmarks/bench_epochs.py``): ``rng`` draws one
+    The same distribution as ``rng.permutation(n)``, six times faster
+    (0.06 ms instead of 0.4 ms for 35,000 rows, where a SABA epoch on IJCNN1
+    takes about 2.5 ms; ``benchmarks/bench_epochs.py``): ``rng`` draws one
     64-bit seed, and a Numba Fisher-Yates loop shuffles with the SplitMix64
     sequence of that seed.
     """
@@ -34,29 +38,40 @@ def permutation(n, rng):
         raise ValueError(f"At most 2**32 - 1 rows can be permuted; got {n}.")
     perm = np.arange(n, dtype=np.int64)
     with np.errstate(over="ignore"):  # wrapping is intended (matters when run as Python)
-        _fisher_yates(perm, np.uint64(rng.bit_generator.random_raw()))
+        _fisher_yates(perm, np.uint64(rng.bit_generator.random_raw()),
+                      np.empty(_BLOCK, dtype=np.int64))
     return perm
 
 
 @njit(cache=True, nogil=True, boundscheck=False, no_cfunc_wrapper=True)
-def _fisher_yates(perm, seed):
+def _fisher_yates(perm, seed, partners):
     """Shuffle ``perm`` in place with the SplitMix64 sequence of ``seed``.
 
-    Position ``i`` swaps with ``j = floor(r (i + 1) / 2**64)`` for the next
-    64-bit output ``r``: the high word of the product, computed exactly
-    from 32-bit halves (Lemire's multiply-shift without its rejection step:
-    the bias is below ``n / 2**64``).
+    Position ``i``, from the last down, swaps with ``j = floor(r (i + 1) /
+    2**64)`` for the next 64-bit output ``r``: the high word of the product,
+    computed exactly from 32-bit halves (Lemire's multiply-shift without
+    its rejection step: the bias is below ``n / 2**64``). The partners of a
+    block of positions are drawn first, into ``partners``, in a loop whose
+    iterations do not depend on each other (the ``t``-th output mixes the
+    state ``seed + t * gamma``), then the swaps are made: a third less time
+    than one loop doing both, for the same permutation.
     """
-    state = seed
-    for i in range(perm.shape[0] - 1, 0, -1):
-        state += _GAMMA
-        r = (state ^ (state >> np.uint64(30))) * _MIX_1
-        r = (r ^ (r >> np.uint64(27))) * _MIX_2
-        r ^= r >> np.uint64(31)
-        bound = np.uint64(i + 1)
-        high = (r >> _SHIFT_32) * bound + (((r & _LOW_32) * bound) >> _SHIFT_32)
-        j = np.int64(high >> _SHIFT_32)
-        perm[i], perm[j] = perm[j], perm[i]
+    n = perm.shape[0]
+    block = partners.shape[0]
+    for first in range(0, n - 1, block):
+        size = n - 1 - first if n - 1 - first < block else block
+        for k in range(size):
+            state = seed + np.uint64(first + k + 1) * _GAMMA
+            r = (state ^ (state >> np.uint64(30))) * _MIX_1
+            r = (r ^ (r >> np.uint64(27))) * _MIX_2
+            r ^= r >> np.uint64(31)
+            bound = np.uint64(n - first - k)
+            high = (r >> _SHIFT_32) * bound + (((r & _LOW_32) * bound) >> _SHIFT_32)
+            partners[k] = np.int64(high >> _SHIFT_32)
+        for k in range(size):
+            i = n - 1 - first - k
+            j = partners[k]
+            perm[i], perm[j] = perm[j], perm[i]
 
 
 class BatchStream:
