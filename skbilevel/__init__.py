@@ -6,6 +6,10 @@ hyperparameters follow the gradient of a validation loss obtained by
 implicit differentiation.
 """
 
+from ._numba_cache import stamp_with_package_sources
+
+stamp_with_package_sources()  # before any kernel of the package is defined
+
 from ._plot import ConvergenceDisplay, SampleWeightsDisplay, StrengthsDisplay
 from .estimators import BilevelLogisticRegressionCV, BilevelRidgeCV, HyperCleaner
 

@@ -1,9 +1,5 @@
 """The Numba path of SOBA and SABA on linear models against plain references."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -211,42 +207,3 @@ def test_chunks_sharing_a_workspace_equal_chunks_with_their_own(hyperparams, sag
     assert np.abs(states[0][0] + 1.0).max() > 1e-3  # the chunks did move x
     for own, shared in zip(*states):
         np.testing.assert_array_equal(own, shared)
-
-
-_FIT_SABA = """
-import numpy as np
-from skbilevel.problems import FeatureL2, LinearBilevelProblem
-from skbilevel.solvers import SABA
-rng = np.random.default_rng(0)
-X = rng.standard_normal((60, 4))
-y = np.where(X[:, 0] > 0, 1.0, -1.0)
-problem = LinearBilevelProblem(X[:40], y[:40], X[40:], y[40:], loss="logistic",
-                               hyperparams=FeatureL2())
-SABA().solve(problem, max_epochs=2, random_state=0)
-"""
-
-_CALL_ROW_OPERATIONS = """
-import numpy as np
-from skbilevel.problems._kernels import dense_batch_margins, dense_batch_scatter
-X, rows = np.ones((5, 3)), np.arange(5)
-W, U, G = np.ones((1, 4)), np.zeros((1, 5)), np.zeros((1, 4))
-dense_batch_margins(X, rows, 0, 5, True, W, U, W, U, True)
-dense_batch_scatter(X, rows, 0, 5, True, U, G, U, G, False)
-print(U[0, 0], G[0, 0])
-"""
-
-
-def test_cached_kernels_leave_the_row_operations_callable(tmp_path):
-    """A later process calls the row operations that a SABA fit inlined, from Python.
-
-    ``_batches`` overloads them with the same Python functions that
-    ``dense_batch_margins`` and ``dense_batch_scatter`` compile on their own;
-    when the overloads were cached too, both shared the cache files, and a
-    process that loaded the overloads' entry crashed on its first call.
-    """
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
-    for code in (_FIT_SABA, _CALL_ROW_OPERATIONS):
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                             text=True)
-        assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["4.0", "20.0"]
