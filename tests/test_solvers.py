@@ -160,6 +160,21 @@ def test_double_loop_steps_per_strength(ijcnn1_no_intercept, exact_h):
     assert one_step_gap > 0.1
 
 
+def test_double_loop_iteration_restarts_where_the_level_moves_x():
+    """On IJCNN1 with intercept, the common level moves ``x`` inside AmIGO's
+    outer iterations; a linear system continued with the strengths of the old
+    ``x`` grew until AmIGO diverged (at epoch 7, five times in a row)."""
+    if not data_available("ijcnn1"):
+        pytest.skip(reason="the ijcnn1 files are not in the data folder (set SKBILEVEL_DATA)")
+    data = load_ijcnn1(dense=True)
+    problem = LinearBilevelProblem(data.X_train, data.y_train, data.X_val, data.y_val,
+                                   hyperparams=FeatureL2(), fit_intercept=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DivergenceWarning)
+        result = AmIGO().solve(problem, max_epochs=10, random_state=0)
+    assert result.x.min() < -1.0  # the level moved
+
+
 @pytest.mark.xfail(strict=True, reason=(
     "SABA on small nearly separable data: four iterations per epoch, x runs to "
     "the lower bound faster than z can follow; measured h(x_T) = 1.38 against "

@@ -94,6 +94,29 @@ class _DoubleLoopSolver(StochasticSolver):
         """
         return isinstance(getattr(problem, "hyperparams", None), GroupedL2)
 
+    def _adapt_outer_step(self, state, previous):
+        """Adapt the outer steps; restart the iteration in progress if ``x`` moved.
+
+        An epoch ends at a count of samples, often inside an outer iteration
+        (AmIGO, SID, stocBiO), and the common level's shift
+        (:meth:`StochasticSolver._move_level`) moves ``x`` then. The
+        iteration in progress had fixed its L2 strengths (the proximal
+        part of its steps) at the old ``x``, and its steps on the new ``x``
+        are no longer stable where the strengths grew: on IJCNN1 with
+        intercept, AmIGO's linear-system iterates grew threefold per step
+        until it diverged five times in a row, each recovery halving the
+        steps (final gap 4.5e-2). So the iteration starts again at the new
+        ``x``, from the current ``z`` and ``v``.
+        """
+        x = state.x.copy()
+        super()._adapt_outer_step(state, previous)
+        if not np.array_equal(x, state.x):
+            self._restart_iteration(state)
+
+    def _restart_iteration(self, state):
+        """Start the outer iteration in progress again, from its inner steps."""
+        state.stage, state.count = "inner", 0
+
     def _advance(self, problem, state):
         """Run one piece of the outer iteration; return ``(n_inner_samples, outer_step)``.
 

@@ -229,6 +229,9 @@ class SID(_DoubleLoopSolver):
         state.rho = state.inner_step  # the step of this iteration's solves
         state.stage, state.count = "inner", 0
 
+    def _restart_iteration(self, state):
+        state.plan = None  # the next piece starts the iteration (w = 0)
+
     def _eta(self, state, i, n_steps):
         """The step at step ``i`` of a solve of ``n_steps`` steps."""
         rho = state.rho
