@@ -71,11 +71,11 @@ class _DoubleLoopSolver(StochasticSolver):
         0.21 above ``h*`` after 300 to 1,000 epochs without intercept (with
         per-coordinate steps, 0.0017 to 0.0035 for ``random_state=0``,
         0.0017 to 0.012 over ``random_state`` 0 to 2, since
-        :meth:`_adapt_outer_step` restarts iterations). On two topics of 20 Newsgroups
-        (130,108 strengths) all five predicted at chance (test log-loss
-        0.685 to 0.686); with per-coordinate steps AmIGO, SID and stocBiO
-        reach 0.203 to 0.205 in 30 epochs, AID and ITD 0.166 and 0.204 in
-        300. One case got worse on the objective: AmIGO on IJCNN1 with
+        :meth:`_adapt_outer_step` restarts iterations). On two topics of 20
+        Newsgroups (130,108 strengths) all five predicted at chance (test
+        log-loss 0.685 to 0.686); with per-coordinate steps AmIGO, SID and
+        stocBiO reach 0.203 to 0.205 in 30 epochs, AID and ITD 0.166 and
+        0.204 in 300. One case got worse on the objective: AmIGO on IJCNN1 with
         intercept, in ``BilevelLogisticRegressionCV`` on the dataset's split
         (``random_state`` 0 to 2), ends at a validation log-loss of 0.186
         to 0.195 instead of 0.135 to 0.136. The strengths all fall to
