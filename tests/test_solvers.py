@@ -113,15 +113,20 @@ def test_saba_converges_at_fixed_steps_where_soba_plateaus(scalar_logistic, exac
     assert last_gaps["soba"] > 1e-5
 
 
+def _ijcnn1_problem(fit_intercept):
+    """IJCNN1's per-feature problem (the benchmarks' split); skips without the data."""
+    if not data_available("ijcnn1"):
+        pytest.skip(reason="the ijcnn1 files are not in the data folder (set SKBILEVEL_DATA)")
+    data = load_ijcnn1(dense=True)
+    return LinearBilevelProblem(data.X_train, data.y_train, data.X_val, data.y_val,
+                                hyperparams=FeatureL2(), fit_intercept=fit_intercept)
+
+
 @pytest.fixture(scope="module")
 def ijcnn1_no_intercept(exact_h):
     """IJCNN1 without intercept, and ``h*``: at ``x = 0`` the hypergradient of
     one strength is orders of magnitude above the others."""
-    if not data_available("ijcnn1"):
-        pytest.skip(reason="the ijcnn1 files are not in the data folder (set SKBILEVEL_DATA)")
-    data = load_ijcnn1(dense=True)
-    problem = LinearBilevelProblem(data.X_train, data.y_train, data.X_val, data.y_val,
-                                   hyperparams=FeatureL2(), fit_intercept=False)
+    problem = _ijcnn1_problem(fit_intercept=False)
     return problem, exact_h(problem, solve_reference(problem, tol=1e-6).x)
 
 
@@ -164,11 +169,7 @@ def test_double_loop_iteration_restarts_where_the_level_moves_x():
     """On IJCNN1 with intercept, the common level moves ``x`` inside AmIGO's
     outer iterations; a linear system continued with the strengths of the old
     ``x`` grew until AmIGO diverged (at epoch 7, five times in a row)."""
-    if not data_available("ijcnn1"):
-        pytest.skip(reason="the ijcnn1 files are not in the data folder (set SKBILEVEL_DATA)")
-    data = load_ijcnn1(dense=True)
-    problem = LinearBilevelProblem(data.X_train, data.y_train, data.X_val, data.y_val,
-                                   hyperparams=FeatureL2(), fit_intercept=True)
+    problem = _ijcnn1_problem(fit_intercept=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error", DivergenceWarning)
         result = AmIGO().solve(problem, max_epochs=10, random_state=0)
