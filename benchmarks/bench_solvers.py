@@ -35,9 +35,9 @@ Two tasks (issue 3; ALGORITHMS.md section 3), the first in two formulations:
   the others: with one outer step sized on it, the double-loop solvers
   (AmIGO, SID, stocBiO, AID, ITD) stayed 0.07 to 0.3 above ``h*`` within
   their budgets; their per-coordinate steps on strengths, SOBA's diagonal
-  step and SABA's per-coordinate steps move every strength (at 8875a58,
-  ``random_state=0``: AmIGO 1.7e-3 above ``h*``, stocBiO 6.9e-3, AID
-  9.4e-3, SID 1.2e-2, ITD 3.6e-2).
+  step and SABA's per-coordinate steps move every strength (at f536d52,
+  ``random_state=0``: AmIGO 1.7e-3 above ``h*``, SID 3.1e-3, stocBiO
+  3.5e-3, AID 9.4e-3, ITD 3.6e-2).
 - **MNIST hyper-cleaning** (``003`` section 4.2): 20,000 training images whose
   labels are replaced by a uniformly random class with probability 0.5,
   5,000 clean validation images, 10,000 test images; multinomial logistic
