@@ -207,3 +207,36 @@ def test_chunks_sharing_a_workspace_equal_chunks_with_their_own(hyperparams, sag
     assert np.abs(states[0][0] + 1.0).max() > 1e-3  # the chunks did move x
     for own, shared in zip(*states):
         np.testing.assert_array_equal(own, shared)
+
+
+@pytest.mark.parametrize("python", [False, True], ids=["compiled", "python"])
+@pytest.mark.parametrize("loss", ["logistic", "squared", "multinomial"])
+def test_batch_loss_terms_equal_the_per_row_loss_derivatives(loss, python):
+    """Rows 3, 0, 5, 5 of a batch: ``l'(u)``, ``l''(u) q`` and ``<l'(u), q>`` by row."""
+    from numba import njit
+
+    from skbilevel.problems import _kernels
+    from skbilevel.solvers._linear_kernels import batch_loss_terms
+
+    rng = np.random.default_rng(0)
+    code = getattr(_kernels, loss.upper())
+    K = 3 if loss == "multinomial" else 1
+    y = (rng.integers(0, K, 8) if loss == "multinomial"
+         else rng.choice([-1.0, 1.0], 8) if loss == "logistic" else rng.standard_normal(8))
+    rows = np.array([7, 3, 0, 5, 5, 1])  # the batch: positions 1 to 4
+    U, Q = 30.0 * rng.standard_normal((K, 6)), rng.standard_normal((K, 6))
+    targets, cross = np.zeros(6), np.zeros(6)
+    work = tuple(np.zeros(K) for _ in range(4))
+    operation = batch_loss_terms
+    if not python:
+        operation = njit(lambda *args: batch_loss_terms(*args))
+    got_U, got_Q = U.copy(), Q.copy()
+    operation(code, y, rows, 1, 5, got_U, got_Q, targets, cross, work)
+    for b, i in enumerate(rows[1:5]):
+        g, hq = np.zeros(K), np.zeros(K)
+        _kernels.loss_derivative(code, y[i], U[:, b].copy(), g)
+        _kernels.loss_hessian_apply(code, y[i], g, Q[:, b].copy(), hq)
+        np.testing.assert_allclose(got_U[:, b], g, rtol=1e-14, atol=1e-300)
+        np.testing.assert_allclose(got_Q[:, b], hq, rtol=1e-14, atol=1e-300)
+        np.testing.assert_allclose(cross[b], g @ Q[:, b], rtol=1e-14, atol=1e-300)
+    np.testing.assert_array_equal(got_U[:, 4:], U[:, 4:])  # beyond the batch: untouched

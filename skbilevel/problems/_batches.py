@@ -26,8 +26,8 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
+from ._jit import FAST_JIT
 from ._kernels import (
-    FAST_JIT,
     _dense_batch_margins,
     _dense_batch_scatter,
     prefetch,

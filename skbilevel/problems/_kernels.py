@@ -19,35 +19,12 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import lower_builtin, type_callable
 
+from ._exp import exp
+from ._jit import FAST_JIT, HELPER_JIT, INLINE_JIT, JIT
+
 LOGISTIC = 0
 SQUARED = 1
 MULTINOMIAL = 2
-
-#: Options of every kernel: cached, without the GIL, and without the C
-#: callback wrapper Numba otherwise compiles for each function (``cfunc``,
-#: for functions passed as values, which nothing here does; a fifth of a
-#: second of a first fit).
-_JIT = dict(cache=True, nogil=True, no_cfunc_wrapper=True)
-
-#: Options of the helpers with loops that the kernels call: compiled (and
-#: cached) on their own, then inlined by LLVM; inlining them in Numba's IR
-#: (``inline="always"``) doubled the compile time of the kernels.
-_HELPER_JIT = dict(**_JIT, boundscheck=False, error_model="numpy",
-                   fastmath={"reassoc", "contract"})
-
-#: Options of the smallest helpers (a few scalar operations, or a few
-#: prefetch hints): inlined in Numba's IR into each caller, which spares
-#: the compile of a function of their own; for ``sigmoid``,
-#: ``scalar_loss_terms``, the row prefetches and the solvers' ``_clip``,
-#: about a tenth of a first SABA fit's compile time.
-_INLINE_JIT = dict(**_HELPER_JIT, inline="always")
-
-#: Options of the kernels that loop over many rows: reassociation and fused
-#: multiply-adds let LLVM vectorize the row reductions, but no ``nnan`` or
-#: ``ninf`` (divergence is detected through non-finite values); no bounds
-#: checks; float division without the zero test of Python's error model.
-FAST_JIT = dict(**_JIT, boundscheck=False, error_model="numpy",
-                fastmath={"reassoc", "contract"})
 
 #: How many rows ahead the row loops ask the memory for the next rows: the
 #: rows of a minibatch are spread over the whole matrix, so without it every
@@ -99,7 +76,7 @@ def _lower_prefetch(context, builder, signature, args):
 # arguments (atomic operations: a third of an epoch of SABA on IJCNN1).
 
 
-@njit(**_INLINE_JIT)
+@njit(**INLINE_JIT)
 def prefetch_dense_row(X, i):
     """Prefetch the first values of row ``i`` of a dense ``X``, straight-line."""
     n_cols = X.shape[1]
@@ -110,7 +87,7 @@ def prefetch_dense_row(X, i):
     prefetch(X, start + (n_cols if n_cols < _PREFETCH_SPAN else _PREFETCH_SPAN) - 1)
 
 
-@njit(**_INLINE_JIT)
+@njit(**INLINE_JIT)
 def prefetch_csr_row(data, indices, indptr, i):
     """Prefetch the first values of row ``i`` of a CSR matrix, straight-line."""
     start = indptr[i]
@@ -123,7 +100,7 @@ def prefetch_csr_row(data, indices, indptr, i):
     prefetch(indices, stop)
 
 
-@njit(**_HELPER_JIT)
+@njit(**HELPER_JIT)
 def prefetch_rows(X, data, indices, indptr, rows, stop):
     """Prefetch the rows ``rows[:stop]`` (dense or CSR): the first rows of a loop."""
     for t in range(min(stop, rows.shape[0])):
@@ -133,7 +110,7 @@ def prefetch_rows(X, data, indices, indptr, rows, stop):
             prefetch_dense_row(X, rows[t])
 
 
-@njit(**_INLINE_JIT)
+@njit(**INLINE_JIT)
 def log1pexp(t):
     """Return ``log(1 + exp(t))`` without overflow."""
     if t > 0.0:
@@ -141,21 +118,22 @@ def log1pexp(t):
     return np.log1p(np.exp(t))
 
 
-@njit(**_INLINE_JIT)
+@njit(**INLINE_JIT)
 def sigmoid(t):
     """Return ``1 / (1 + exp(-t))`` without overflow.
 
     Branch-free (both cases computed, one selected): where the model does
     not yet separate the classes (early in a fit, noisy labels) the sign of
     a margin is close to random from row to row, and a branch on it is
-    mispredicted about half the time.
+    mispredicted about half the time. With the :func:`~._exp.exp` of plain
+    arithmetic, a loop of sigmoids vectorizes.
     """
-    e = np.exp(-abs(t))
+    e = exp(-abs(t))
     p = 1.0 / (1.0 + e)
     return p if t >= 0.0 else e * p
 
 
-@njit(**_HELPER_JIT)
+@njit(**HELPER_JIT)
 def _row_dot(X, data, indices, indptr, i, W, fit_intercept, out):
     """Set ``out[k]`` to the margin ``W[k] [d_i, 1]`` of row ``i``."""
     last = W.shape[1] - 1
@@ -170,7 +148,7 @@ def _row_dot(X, data, indices, indptr, i, W, fit_intercept, out):
         out[k] = acc
 
 
-@njit(**_HELPER_JIT)
+@njit(**HELPER_JIT)
 def _row_axpy(X, data, indices, indptr, i, coef, fit_intercept, G):
     """Add ``coef[k] [d_i, 1]`` to ``G[k]`` for every ``k``."""
     last = G.shape[1] - 1
@@ -186,7 +164,7 @@ def _row_axpy(X, data, indices, indptr, i, coef, fit_intercept, G):
             G[k, last] += c
 
 
-@njit(**_HELPER_JIT)
+@njit(**HELPER_JIT)
 def row_dot2(X, data, indices, indptr, i, W, V, fit_intercept, u, q):
     """Set ``u[k]`` and ``q[k]`` to ``W[k] [d_i, 1]`` and ``V[k] [d_i, 1]`` in one pass."""
     last = W.shape[1] - 1
@@ -205,7 +183,7 @@ def row_dot2(X, data, indices, indptr, i, W, V, fit_intercept, u, q):
         q[k] = b
 
 
-@njit(**_HELPER_JIT)
+@njit(**HELPER_JIT)
 def row_axpy2(X, data, indices, indptr, i, a, G, b, H, fit_intercept):
     """Add ``a[k] [d_i, 1]`` to ``G[k]`` and ``b[k] [d_i, 1]`` to ``H[k]`` in one pass."""
     last = G.shape[1] - 1
@@ -306,7 +284,7 @@ dense_batch_margins = njit(**FAST_JIT)(_dense_batch_margins)
 dense_batch_scatter = njit(**FAST_JIT)(_dense_batch_scatter)
 
 
-@njit(**_HELPER_JIT)
+@njit(**HELPER_JIT)
 def _largest(u):
     """Return the largest entry of a non-empty vector.
 
@@ -319,7 +297,7 @@ def _largest(u):
     return largest
 
 
-@njit(**_HELPER_JIT)
+@njit(**HELPER_JIT)
 def loss_value(loss, y, u):
     """Loss of one sample with target ``y`` and margins ``u``."""
     if loss == LOGISTIC:
@@ -333,7 +311,7 @@ def loss_value(loss, y, u):
     return u_max + np.log(total) - u[int(y)]
 
 
-@njit(**_HELPER_JIT)
+@njit(**HELPER_JIT)
 def loss_derivative(loss, y, u, g):
     """Write the derivative of the loss in the margins ``u`` into ``g``."""
     if loss == LOGISTIC:
@@ -351,7 +329,7 @@ def loss_derivative(loss, y, u, g):
         g[int(y)] -= 1.0
 
 
-@njit(**_INLINE_JIT)
+@njit(**INLINE_JIT)
 def scalar_loss_terms(loss, y, u, q):
     """``l'(u)`` and ``l''(u) q`` of the one-output losses (logistic, squared).
 
@@ -365,7 +343,7 @@ def scalar_loss_terms(loss, y, u, q):
     return u - y, q
 
 
-@njit(**_HELPER_JIT)
+@njit(**HELPER_JIT)
 def loss_hessian_apply(loss, y, g, q, out):
     """Write the loss Hessian in the margins applied to ``q`` into ``out``.
 
@@ -389,7 +367,7 @@ def loss_hessian_apply(loss, y, g, q, out):
             out[k] -= prob * prob_dot_q
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def batch_loss(X, data, indices, indptr, y, rows, weights, loss, W, fit_intercept):
     """Return ``sum_t weights[t] * loss(y[i], u_i)`` over the rows ``i = rows[t]``."""
     u = np.empty(W.shape[0])

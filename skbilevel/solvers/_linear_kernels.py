@@ -19,9 +19,9 @@ through the operations of ``problems._batches`` (both margins of a row in one
 pass along it, both sums in one pass over four rows at a time); the rows of
 the next minibatch, their targets and SAGA memories are prefetched
 while the current one is processed (the rows of a minibatch are spread over
-the whole matrix, and without it every row waits on a cache miss);
-one-output losses keep their per-row arithmetic in registers. All the
-``O(K p)`` work of an iteration (outer direction, both proximal steps, SAGA
+the whole matrix, and without it every row waits on a cache miss); the loss
+terms of the one-output losses are one vectorized loop over the minibatch.
+All the ``O(K p)`` work of an iteration (outer direction, both proximal steps, SAGA
 means, reset of the accumulators) is one pass over the coefficients.
 
 Compile time (a first fit compiles one kernel and the operations it calls;
@@ -31,7 +31,7 @@ one source whose branches on these two constants Numba prunes before typing;
 each is compiled for the kinds of design (dense or CSR) and of targets
 (float64 for the one-output losses, int64 class indices for the multinomial
 loss) it meets, and the code of the other kinds is not in it (the typed
-operations of ``problems._batches`` and :func:`row_loss_terms`). The work
+operations of ``problems._batches`` and :func:`batch_loss_terms`). The work
 arrays are allocated in Python, and the kernel uses no ``min`` or ``max``
 of integers: each NumPy function or builtin a kernel uses is compiled on its
 own for a first fit, about a tenth of a second each.
@@ -46,9 +46,9 @@ from ..problems._batches import (
     prefetch_sample,
     typed_operation,
 )
+from ..problems._exp import exp
+from ..problems._jit import FAST_JIT, INLINE_JIT
 from ..problems._kernels import (
-    _INLINE_JIT,
-    FAST_JIT,
     loss_derivative,
     loss_hessian_apply,
     scalar_loss_terms,
@@ -59,33 +59,38 @@ GROUPED_L2 = 0
 SAMPLE_WEIGHTS = 1
 
 
-@njit(**_INLINE_JIT)
+@njit(**INLINE_JIT)
 def _clip(value, lower, upper):
     value = lower if value < lower else value
     return upper if value > upper else value
 
 
-def _one_output_loss_terms(loss, y, i, U, Q, b, work):
-    g, h = scalar_loss_terms(loss, y[i], U[0, b], Q[0, b])
-    cross = g * Q[0, b]
-    U[0, b] = g
-    Q[0, b] = h
-    return cross
+def _one_output_loss_terms(loss, y, rows, start, stop, U, Q, targets, cross, work):
+    batch = stop - start
+    for b in range(batch):
+        targets[b] = y[rows[start + b]]
+    for b in range(batch):
+        g, h = scalar_loss_terms(loss, targets[b], U[0, b], Q[0, b])
+        cross[b] = g * Q[0, b]
+        U[0, b] = g
+        Q[0, b] = h
 
 
-def _multinomial_loss_terms(loss, y, i, U, Q, b, work):
+def _multinomial_loss_terms(loss, y, rows, start, stop, U, Q, targets, cross, work):
     u, q, g, hq = work
-    for k in range(U.shape[0]):
-        u[k] = U[k, b]
-        q[k] = Q[k, b]
-    loss_derivative(loss, y[i], u, g)
-    loss_hessian_apply(loss, y[i], g, q, hq)
-    cross = 0.0
-    for k in range(U.shape[0]):
-        cross += g[k] * q[k]
-        U[k, b] = g[k]
-        Q[k, b] = hq[k]
-    return cross
+    for b in range(stop - start):
+        i = rows[start + b]
+        for k in range(U.shape[0]):
+            u[k] = U[k, b]
+            q[k] = Q[k, b]
+        loss_derivative(loss, y[i], u, g)
+        loss_hessian_apply(loss, y[i], g, q, hq)
+        c = 0.0
+        for k in range(U.shape[0]):
+            c += g[k] * q[k]
+            U[k, b] = g[k]
+            Q[k, b] = hq[k]
+        cross[b] = c
 
 
 def _by_targets(loss, y, *args):
@@ -96,17 +101,17 @@ def _by_targets(loss, y, *args):
 
 
 @typed_operation(_by_targets)
-def row_loss_terms(loss, y, i, U, Q, b, work):
-    """Turn the margins of row ``i`` into its loss derivatives; return the cross term.
+def batch_loss_terms(loss, y, rows, start, stop, U, Q, targets, cross, work):
+    """Turn the margins of the rows ``rows[start:stop]`` into their loss derivatives.
 
     ``U[:, b]`` and ``Q[:, b]`` hold the margins ``u`` and ``q`` of the row
-    with ``Z`` and ``V``; they are replaced by ``l'(u)`` and ``l''(u) q``,
-    and ``<l'(u), q>`` is returned. Float targets are those of the one-output
-    losses, whose arithmetic stays in registers; int64 targets are class
-    indices of the multinomial loss (``work``: four K-vectors). Both
-    implementations are straight-line on their array arguments, so that
-    their reference counts are pruned once they are inlined into the
-    kernel's row loop.
+    ``i = rows[start + b]`` with ``Z`` and ``V``; they are replaced by
+    ``l'(u)`` and ``l''(u) q``, and ``cross[b]`` is set to ``<l'(u), q>``.
+    Float targets are those of the one-output losses: they are first
+    gathered into ``targets``, so that the loop of the loss terms reads
+    and writes contiguous arrays only, and vectorizes (its sigmoids use the
+    exponential of ``problems._exp``). Int64 targets are class indices of
+    the multinomial loss, taken one row at a time (``work``: four K-vectors).
     """
 
 
@@ -186,6 +191,7 @@ def chunk_workspace(coef_shape, n_outer, max_batch):
         np.zeros(n_outer),
         tuple(np.zeros(K) for _ in range(4)),
         *(np.zeros((K, max_batch)) for _ in range(4)),
+        np.zeros(max_batch), np.zeros(max_batch),
     )
 
 
@@ -214,7 +220,8 @@ def _chunk_kernel(saga, weighted):
         # updates (sample weights with SAGA), x[i] is current up to iteration
         # last[i] (a float64 count), after that it moves by a constant push
         # per iteration.
-        (d_grad, d_hvp, d_val, r, shrink, zv, dx, last, work, U, Q, Uv, Qv) = workspace
+        (d_grad, d_hvp, d_val, r, shrink, zv, dx, last, work, U, Q, Uv, Qv, targets,
+         cross) = workspace
         K, n_cols = Z.shape
         n_features = n_cols - fit_intercept
         n_train, n_val = y.shape[0], yv.shape[0]
@@ -234,6 +241,7 @@ def _chunk_kernel(saga, weighted):
             batch = stop - start
             val_batch = val_stop - val_start
             batch_margins(design, rows, start, stop, fit_intercept, Z, U, V, Q, True)
+            batch_loss_terms(loss, y, rows, start, stop, U, Q, targets, cross, work)
             for b in range(batch):
                 # Each row asks for the one at its place in the next batch
                 # (not for the first batch: prefetching it before the loop
@@ -249,8 +257,9 @@ def _chunk_kernel(saga, weighted):
                                      / n_train, lower[i], upper[i])
                     sw = sigmoid(x[i])
                     s *= sw
-                # l'(u) and l''(u) q, weighted, minus the SAGA memories.
-                c = row_loss_terms(loss, y, i, U, Q, b, work)
+                # l'(u) and l''(u) q (from batch_loss_terms), weighted, minus
+                # the SAGA memories.
+                c = cross[b]
                 for k in range(K):
                     g, h = s * U[k, b], s * Q[k, b]
                     if saga:
@@ -270,12 +279,12 @@ def _chunk_kernel(saga, weighted):
 
             batch_margins(val_design, val_rows, val_start, val_stop, fit_intercept, Z, Uv, Z,
                           Uv, False)
+            batch_loss_terms(loss, yv, val_rows, val_start, val_stop, Uv, Qv, targets, cross, work)
             for b in range(val_batch):
                 ahead = val_start + b + val_batch
                 if ahead < n_val_visits:
                     prefetch_sample(val_design, yv, weightv, mem_val, mem_val, val_rows[ahead])
                 j = val_rows[val_start + b]
-                row_loss_terms(loss, yv, j, Uv, Qv, b, work)  # l'(u); Qv is not read
                 for k in range(K):
                     g = weightv[j] * Uv[k, b]
                     if saga:
@@ -289,7 +298,7 @@ def _chunk_kernel(saga, weighted):
             # Strengths at the current x (sample weights: fixed, set above).
             if not weighted:
                 for j in range(n_features):
-                    r[j] = scale[j] * np.exp(x[groups[j]])
+                    r[j] = scale[j] * exp(x[groups[j]])
                     shrink[j] = 1.0 / (1.0 + inner_steps[j] * r[j])
                     zv[j] = 0.0
                 for h in range(x.shape[0]):
