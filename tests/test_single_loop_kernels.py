@@ -10,7 +10,9 @@ from skbilevel.solvers._linear_kernels import chunk_workspace, single_loop_chunk
 from skbilevel.solvers._sampling import BatchStream
 
 
-def _problem(hyperparams, sparse=False, loss="logistic", seed=0, spread_penalty=0.0):
+def _problem(hyperparams, sparse=False, loss="logistic", seed=0, spread_penalty=0.0,
+             weights="random"):
+    """A small problem; ``weights``: "random" sample weights of both splits, "ones" or "none"."""
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((150, 6))
     X[rng.random(X.shape) < 0.3] = 0.0
@@ -19,10 +21,14 @@ def _problem(hyperparams, sparse=False, loss="logistic", seed=0, spread_penalty=
     else:
         y = (X @ rng.standard_normal((6, 3)) + rng.standard_normal((150, 3))).argmax(1)
     X_train, X_val = (sp.csr_matrix(M) if sparse else M for M in (X[:100], X[100:]))
+    sample_weight, val_sample_weight = {
+        "random": (rng.uniform(0.5, 2.0, 100), rng.uniform(0.5, 2.0, 50)),
+        "ones": (np.ones(100), np.ones(50)),
+        "none": (None, None),
+    }[weights]
     return LinearBilevelProblem(X_train, y[:100], X_val, y[100:], loss=loss,
-                                hyperparams=hyperparams,
-                                sample_weight=rng.uniform(0.5, 2.0, 100),
-                                val_sample_weight=rng.uniform(0.5, 2.0, 50),
+                                hyperparams=hyperparams, sample_weight=sample_weight,
+                                val_sample_weight=val_sample_weight,
                                 spread_penalty=spread_penalty)
 
 
@@ -240,3 +246,18 @@ def test_batch_loss_terms_equal_the_per_row_loss_derivatives(loss, python):
         np.testing.assert_allclose(got_Q[:, b], hq, rtol=1e-14, atol=1e-300)
         np.testing.assert_allclose(cross[b], g @ Q[:, b], rtol=1e-14, atol=1e-300)
     np.testing.assert_array_equal(got_U[:, 4:], U[:, 4:])  # beyond the batch: untouched
+
+
+
+@pytest.mark.parametrize("saga", [False, True], ids=["soba", "saba"])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("loss", ["logistic", "multinomial"])
+@MAPS
+def test_kernels_without_weights_equal_kernels_with_unit_weights(hyperparams, loss, sparse,
+                                                                 saga):
+    """No sample weights reach the kernels as empty arrays, read as ones."""
+    states = [_run_chunks(_problem(hyperparams, sparse, loss, weights=weights), saga, [8, 8])
+              for weights in ("none", "ones")]
+    assert np.abs(states[0][0] + 1.0).max() > 1e-3  # the chunks did move x
+    for none, ones in zip(*states):
+        np.testing.assert_array_equal(none, ones)

@@ -80,7 +80,7 @@ def by_design(dense, csr):
 def _dense_prefetch_sample(design, y, weight, memory, other_memory, i):
     prefetch_dense_row(design, i)
     prefetch(y, i)
-    prefetch(weight, i)
+    prefetch(weight, i * (weight.shape[0] > 0))
     prefetch(memory, i * memory.shape[1])
     prefetch(other_memory, i * other_memory.shape[1])
 
@@ -88,7 +88,7 @@ def _dense_prefetch_sample(design, y, weight, memory, other_memory, i):
 def _csr_prefetch_sample(design, y, weight, memory, other_memory, i):
     prefetch_csr_row(design[0], design[1], design[2], i)
     prefetch(y, i)
-    prefetch(weight, i)
+    prefetch(weight, i * (weight.shape[0] > 0))
     prefetch(memory, i * memory.shape[1])
     prefetch(other_memory, i * other_memory.shape[1])
 
@@ -97,8 +97,11 @@ def _csr_prefetch_sample(design, y, weight, memory, other_memory, i):
 def prefetch_sample(design, y, weight, memory, other_memory, i):
     """Prefetch row ``i`` of the design, its target, weight and per-row memories.
 
-    Straight-line: the memories (rows of shape (n, K)) are prefetched even
-    when they are empty (SOBA's), as a prefetch never faults.
+    Straight-line (a branch would keep the reference counts of the arrays
+    in the kernels' row loops): an empty ``weight`` (unit weights) has its
+    start prefetched, and the memories (rows of shape (n, K)) are
+    prefetched even when they are empty (SOBA's), as a prefetch never
+    faults.
     """
 
 

@@ -127,7 +127,8 @@ def single_loop_chunk(
     train, val : tuple
         ``(design, y, sample_weight)`` of each split, as
         ``LinearBilevelProblem.kernel_arguments`` gives them (the design
-        dense or CSR, the targets float64 or int64 class indices).
+        dense or CSR, the targets float64 or int64 class indices, the
+        weights empty for unit weights).
     loss : int
         Loss code.
     fit_intercept : bool
@@ -225,6 +226,7 @@ def _chunk_kernel(saga, weighted):
         K, n_cols = Z.shape
         n_features = n_cols - fit_intercept
         n_train, n_val = y.shape[0], yv.shape[0]
+        train_weights, val_weights = weight.shape[0] > 0, weightv.shape[0] > 0
         for j in range(n_cols):
             shrink[j] = 1.0
         for h in range(x.shape[0]):
@@ -250,7 +252,8 @@ def _chunk_kernel(saga, weighted):
                 if ahead < n_visits:
                     prefetch_sample(design, y, weight, mem_grad, mem_hvp, rows[ahead])
                 i = rows[start + b]
-                s = weight[i]
+                row_weight = weight[i] if train_weights else 1.0
+                s = row_weight
                 if weighted:
                     if saga:
                         x[i] = _clip(x[i] - outer_step[i] * (t - last[i]) * mem_cross[i]
@@ -268,7 +271,7 @@ def _chunk_kernel(saga, weighted):
                     else:
                         U[k, b], Q[k, b] = g, h
                 if weighted:
-                    c *= weight[i] * sw * (1.0 - sw)
+                    c *= row_weight * sw * (1.0 - sw)
                     if saga:
                         dx[i] = (c - mem_cross[i]) / batch + mem_cross[i] / n_train
                         mem_cross[i] = c
@@ -285,8 +288,9 @@ def _chunk_kernel(saga, weighted):
                 if ahead < n_val_visits:
                     prefetch_sample(val_design, yv, weightv, mem_val, mem_val, val_rows[ahead])
                 j = val_rows[val_start + b]
+                val_weight = weightv[j] if val_weights else 1.0
                 for k in range(K):
-                    g = weightv[j] * Uv[k, b]
+                    g = val_weight * Uv[k, b]
                     if saga:
                         Uv[k, b] = g - mem_val[j, k]
                         mem_val[j, k] = g
