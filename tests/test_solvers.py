@@ -267,8 +267,9 @@ def test_fisher_yates_blocks_give_the_one_loop_shuffle(n):
 
 
 def test_batch_stream_take_gives_the_batches_of_next():
+    """Whole passes (3 batches, from the start of a pass) and any other counts."""
     taken, drawn = (BatchStream(10, 4, np.random.default_rng(0)) for _ in range(2))
-    for n_batches in (5, 1, 0, 7):
+    for n_batches in (3, 5, 1, 3, 0, 7, 3):
         indices, offsets = taken.take(n_batches)
         batches = [drawn.next() for _ in range(n_batches)]
         assert len(offsets) == n_batches + 1

@@ -112,8 +112,13 @@ class BatchStream:
 
         Batch ``t`` is ``indices[offsets[t]:offsets[t + 1]]``: the layout the
         Numba epoch kernels take. The same batches as ``n_batches`` calls of
-        :meth:`next`, cut from the permutations without a Python loop per batch.
+        :meth:`next`, cut from the permutations without a Python loop per batch;
+        one whole pass is the permutation itself, not a copy.
         """
+        if self._pos >= self.n and n_batches == self.batches_per_pass():
+            self._perm = permutation(self.n, self.rng)
+            offsets = np.minimum(np.arange(n_batches + 1) * self.batch_size, self.n)
+            return self._perm, offsets
         pieces, sizes = [], []
         remaining = n_batches
         while remaining > 0:
