@@ -21,8 +21,9 @@ the next minibatch, their targets and SAGA memories are prefetched
 while the current one is processed (the rows of a minibatch are spread over
 the whole matrix, and without it every row waits on a cache miss); the loss
 terms of the one-output losses are one vectorized loop over the minibatch.
-All the ``O(K p)`` work of an iteration (outer direction, both proximal steps, SAGA
-means, reset of the accumulators) is one pass over the coefficients.
+All the ``O(K p)`` work of an iteration (outer direction, both proximal
+steps, SAGA means, reset of the accumulators) is one pass over the
+coefficients.
 
 Compile time (a first fit compiles one kernel and the operations it calls;
 see ``benchmarks/bench_epochs.py``): there is one kernel per solver (SOBA or
@@ -220,7 +221,9 @@ def _chunk_kernel(saga, weighted):
         # proximal step; zv: Z * V summed over the outputs; last: lazy outer
         # updates (sample weights with SAGA), x[i] is current up to iteration
         # last[i] (a float64 count), after that it moves by a constant push
-        # per iteration.
+        # per iteration; U, Q (Uv, Qv): a training (validation) batch's
+        # margins, then loss terms, with their targets and cross terms in
+        # targets and cross (Qv stays zero: validation rows need l' only).
         (d_grad, d_hvp, d_val, r, shrink, zv, dx, last, work, U, Q, Uv, Qv, targets,
          cross) = workspace
         K, n_cols = Z.shape
