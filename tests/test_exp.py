@@ -5,15 +5,21 @@ import pytest
 from numba import njit
 
 from skbilevel.problems._exp import exp
+from skbilevel.problems._jit import FAST_JIT
 from skbilevel.problems._kernels import sigmoid
 
 
-@njit
-def _exp_all(t):
+def _exp_loop(t):
     out = np.empty_like(t)
     for i in range(t.shape[0]):
         out[i] = exp(t[i])
     return out
+
+
+_exp_all = njit(_exp_loop)
+# As in the kernels: reassociation and contraction allowed (``exp`` is
+# inlined into its caller and compiled with the caller's options).
+_exp_all_fast = njit(**{**FAST_JIT, "cache": False})(_exp_loop)
 
 
 def _arguments():
@@ -29,11 +35,12 @@ def _arguments():
     ])
 
 
-def test_exp_is_within_one_ulp_of_numpy():
+@pytest.mark.parametrize("compiled", [_exp_all, _exp_all_fast], ids=["default", "fast_jit"])
+def test_exp_is_within_one_ulp_of_numpy(compiled):
     t = _arguments()
     with np.errstate(over="ignore"):
         expected = np.exp(t)
-    got = _exp_all(t)
+    got = compiled(t)
     finite = np.isfinite(expected)
     np.testing.assert_array_equal(got[~finite], expected[~finite])
     assert np.all(np.abs(got - expected)[finite] <= np.spacing(expected[finite]))
@@ -43,12 +50,14 @@ def test_exp_is_within_one_ulp_of_numpy():
                                          (-1000.0, 0.0), (0.0, 1.0)])
 def test_exp_of_extreme_arguments(t, expected):
     assert _exp_all(np.array([t]))[0] == expected
+    assert _exp_all_fast(np.array([t]))[0] == expected
     with np.errstate(over="ignore"):
         assert exp.py_func(t) == expected
 
 
 def test_exp_keeps_nan():
     assert np.isnan(_exp_all(np.array([np.nan]))[0])
+    assert np.isnan(_exp_all_fast(np.array([np.nan]))[0])
     assert np.isnan(exp.py_func(np.nan))
 
 
