@@ -623,3 +623,27 @@ def test_dense_batch_scatter_adds_the_weighted_rows(batch, n_outputs, fit_interc
     np.testing.assert_allclose(G, G0 + C[:, :batch] @ design, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(H, H0 + D[:, :batch] @ design if both else H0,
                                rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_outputs", [1, 3])
+@pytest.mark.parametrize("fit_intercept", [False, True])
+@pytest.mark.parametrize("both", [False, True])
+def test_dense_batch_margins_are_the_rows_times_the_coefficients(n_outputs, fit_intercept, both):
+    """The compiled margins of a batch against NumPy (one output has its own loop)."""
+    from skbilevel.problems._kernels import dense_batch_margins
+
+    rng = np.random.default_rng(n_outputs)
+    X = rng.standard_normal((30, 5))
+    rows = rng.permutation(30)
+    start, stop = 7, 16
+    W, V = rng.standard_normal((2, n_outputs, 5 + fit_intercept))
+    U0, Q0 = rng.standard_normal((2, n_outputs, 12))
+    U, Q = U0.copy(), Q0.copy()
+    dense_batch_margins(X, rows, start, stop, fit_intercept, W, U, V, Q, both)
+    design = X[rows[start:stop]]
+    if fit_intercept:
+        design = np.hstack([design, np.ones((stop - start, 1))])
+    np.testing.assert_allclose(U[:, :9], W @ design.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(Q[:, :9], V @ design.T if both else Q0[:, :9],
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(U[:, 9:], U0[:, 9:])  # beyond the batch: untouched
