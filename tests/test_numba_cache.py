@@ -26,8 +26,8 @@ import numpy as np
 from skbilevel.problems._kernels import dense_batch_margins, dense_batch_scatter
 X, rows = np.ones((5, 3)), np.arange(5)
 W, U, G = np.ones((1, 4)), np.zeros((1, 5)), np.zeros((1, 4))
-dense_batch_margins(X, rows, 0, 5, True, W, U, W, U, True)
-dense_batch_scatter(X, rows, 0, 5, True, U, G, U, G, False)
+dense_batch_margins(X, rows, 0, 5, True, W, U, W, U, True, 1)
+dense_batch_scatter(X, rows, 0, 5, True, U, G, U, G, False, 1)
 print(U[0, 0], G[0, 0])
 """
 

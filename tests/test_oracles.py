@@ -616,7 +616,7 @@ def test_dense_batch_scatter_adds_the_weighted_rows(batch, n_outputs, fit_interc
     C, D = rng.standard_normal((2, n_outputs, 12))
     G0, H0 = rng.standard_normal((2, n_outputs, 5 + fit_intercept))
     G, H = G0.copy(), H0.copy()
-    dense_batch_scatter(X, rows, start, stop, fit_intercept, C, G, D, H, both)
+    dense_batch_scatter(X, rows, start, stop, fit_intercept, C, G, D, H, both, n_outputs)
     design = X[rows[start:stop]]
     if fit_intercept:
         design = np.hstack([design, np.ones((batch, 1))])
@@ -629,7 +629,7 @@ def test_dense_batch_scatter_adds_the_weighted_rows(batch, n_outputs, fit_interc
 @pytest.mark.parametrize("fit_intercept", [False, True])
 @pytest.mark.parametrize("both", [False, True])
 def test_dense_batch_margins_are_the_rows_times_the_coefficients(n_outputs, fit_intercept, both):
-    """The compiled margins of a batch against NumPy (one output has its own loop)."""
+    """The compiled margins of a batch against NumPy."""
     from skbilevel.problems._kernels import dense_batch_margins
 
     rng = np.random.default_rng(n_outputs)
@@ -639,7 +639,7 @@ def test_dense_batch_margins_are_the_rows_times_the_coefficients(n_outputs, fit_
     W, V = rng.standard_normal((2, n_outputs, 5 + fit_intercept))
     U0, Q0 = rng.standard_normal((2, n_outputs, 12))
     U, Q = U0.copy(), Q0.copy()
-    dense_batch_margins(X, rows, start, stop, fit_intercept, W, U, V, Q, both)
+    dense_batch_margins(X, rows, start, stop, fit_intercept, W, U, V, Q, both, n_outputs)
     design = X[rows[start:stop]]
     if fit_intercept:
         design = np.hstack([design, np.ones((stop - start, 1))])

@@ -108,12 +108,13 @@ def prefetch_sample(design, y, weight, memory, other_memory, i):
 # -- Margins and sums --------------------------------------------------------
 
 
-def _csr_batch_margins(design, rows, start, stop, fit_intercept, W, U, V, Q, both):
+def _csr_batch_margins(design, rows, start, stop, fit_intercept, W, U, V, Q, both,
+                       n_outputs):
     data, indices, indptr = design
     last = W.shape[1] - 1
     for b in range(stop - start):
         i = rows[start + b]
-        for k in range(W.shape[0]):
+        for k in range(n_outputs):
             u = W[k, last] if fit_intercept else 0.0
             q = V[k, last] if fit_intercept and both else 0.0
             for jj in range(indptr[i], indptr[i + 1]):
@@ -126,21 +127,22 @@ def _csr_batch_margins(design, rows, start, stop, fit_intercept, W, U, V, Q, bot
 
 
 @typed_operation(by_design(_dense_batch_margins, _csr_batch_margins))
-def batch_margins(design, rows, start, stop, fit_intercept, W, U, V, Q, both):
+def batch_margins(design, rows, start, stop, fit_intercept, W, U, V, Q, both, n_outputs):
     """Set the margins of the rows ``rows[start:stop]``.
 
     ``U[k, b] = W[k] [d_i, 1]`` for the row ``i = rows[start + b]``, and, if
     ``both``, ``Q[k, b] = V[k] [d_i, 1]`` (otherwise ``V`` and ``Q`` are not
-    touched).
+    touched), for ``k < n_outputs``, the number of rows of ``W``.
     """
 
 
-def _csr_batch_scatter(design, rows, start, stop, fit_intercept, C, G, D, H, both):
+def _csr_batch_scatter(design, rows, start, stop, fit_intercept, C, G, D, H, both,
+                       n_outputs):
     data, indices, indptr = design
     last = G.shape[1] - 1
     for b in range(stop - start):
         i = rows[start + b]
-        for k in range(G.shape[0]):
+        for k in range(n_outputs):
             c, d = C[k, b], D[k, b]
             for jj in range(indptr[i], indptr[i + 1]):
                 G[k, indices[jj]] += c * data[jj]
@@ -153,10 +155,10 @@ def _csr_batch_scatter(design, rows, start, stop, fit_intercept, C, G, D, H, bot
 
 
 @typed_operation(by_design(_dense_batch_scatter, _csr_batch_scatter))
-def batch_scatter(design, rows, start, stop, fit_intercept, C, G, D, H, both):
+def batch_scatter(design, rows, start, stop, fit_intercept, C, G, D, H, both, n_outputs):
     """Add the rows ``rows[start:stop]`` weighted by ``C`` to ``G``.
 
     ``G[k] += sum_b C[k, b] [d_i, 1]`` over the rows ``i = rows[start + b]``,
     and, if ``both``, ``H[k] += sum_b D[k, b] [d_i, 1]`` (otherwise ``H`` is
-    not touched).
+    not touched), for ``k < n_outputs``, the number of rows of ``G``.
     """

@@ -212,36 +212,22 @@ def row_axpy2(X, data, indices, indptr, i, a, G, b, H, fit_intercept):
 # SABA epochs ran as fast on IJCNN1 and 5 to 9% slower on MNIST, with one
 # more work array and its size limit.) The two functions below are compiled
 # as they are (``dense_batch_margins``, ``dense_batch_scatter``) and are the
-# dense implementations of the overloads of ``_batches``. Each has its loop
-# in a function inlined in Numba's IR twice, with the number of outputs 1 or
-# read from the array: compiled for one output, a SABA epoch on IJCNN1 took
-# 12% less time (in-process interleaved minima, 1.44 against 1.64 ms, both
-# functions). Neither calls another compiled function once inlined: a
-# helper with array arguments, branches and calls kept reference counts
-# (atomic operations) on its arguments.
+# dense implementations of the overloads of ``_batches``. Neither calls
+# another compiled function: a helper with array arguments, branches and
+# calls kept reference counts (atomic operations) on its arguments. Both
+# take the number of outputs ``n_outputs`` (``W.shape[0]``): a kernel that
+# knows it to be 1 (``solvers._linear_kernels.output_count``) has their
+# loops compiled for one output once they are inlined into it.
 
 
-def _dense_batch_margins(design, rows, start, stop, fit_intercept, W, U, V, Q, both):
+def _dense_batch_margins(design, rows, start, stop, fit_intercept, W, U, V, Q, both,
+                         n_outputs):
     """Set the margins of the rows ``rows[start:stop]`` of ``design``.
 
     ``U[k, b] = W[k] [d_i, 1]`` for the row ``i = rows[start + b]`` and, if
     ``both``, ``Q[k, b] = V[k] [d_i, 1]`` (otherwise ``V`` and ``Q`` are not
-    touched).
-
-    One output (binary logistic and squared losses) has its own copy of
-    the loop, compiled for one output.
+    touched), for the ``n_outputs`` rows ``k`` of ``W``.
     """
-    if W.shape[0] == 1:
-        _dense_margins_loop(design, rows, start, stop, fit_intercept, W, U, V, Q, both, 1)
-    else:
-        _dense_margins_loop(design, rows, start, stop, fit_intercept, W, U, V, Q, both,
-                            W.shape[0])
-
-
-@njit(**INLINE_JIT)
-def _dense_margins_loop(design, rows, start, stop, fit_intercept, W, U, V, Q, both,
-                        n_outputs):
-    """The loop of :func:`_dense_batch_margins` over ``n_outputs`` outputs."""
     n_features, last = design.shape[1], W.shape[1] - 1
     for b in range(stop - start):
         i = rows[start + b]
@@ -257,32 +243,19 @@ def _dense_margins_loop(design, rows, start, stop, fit_intercept, W, U, V, Q, bo
                 Q[k, b] = q
 
 
-def _dense_batch_scatter(design, rows, start, stop, fit_intercept, C, G, D, H, both):
+def _dense_batch_scatter(design, rows, start, stop, fit_intercept, C, G, D, H, both,
+                         n_outputs):
     """Add the rows ``rows[start:stop]`` of ``design`` weighted by ``C`` to ``G``.
 
     ``G[k] += sum_b C[k, b] [d_i, 1]`` over the rows ``i = rows[start + b]``;
     if ``both``, ``H[k] += sum_b D[k, b] [d_i, 1]`` (otherwise ``D`` and ``H``
-    are not touched).
+    are not touched), for the ``n_outputs`` rows ``k`` of ``G``.
 
     Four rows at a time (a last short block repeats its last row with weight
     0): each entry of ``G`` and ``H`` is loaded and stored once per four rows,
     not once per row. The sums of a SABA epoch's 547 batches of 64 IJCNN1
     rows, timed alone, took 0.34 to 0.52 ms instead of 0.60 to 0.73 ms.
-
-    One output (binary logistic and squared losses) has its own copy of
-    the loop, compiled for one output.
     """
-    if G.shape[0] == 1:
-        _dense_scatter_loop(design, rows, start, stop, fit_intercept, C, G, D, H, both, 1)
-    else:
-        _dense_scatter_loop(design, rows, start, stop, fit_intercept, C, G, D, H, both,
-                            G.shape[0])
-
-
-@njit(**INLINE_JIT)
-def _dense_scatter_loop(design, rows, start, stop, fit_intercept, C, G, D, H, both,
-                        n_outputs):
-    """The loop of :func:`_dense_batch_scatter` over ``n_outputs`` outputs."""
     n_features = design.shape[1]
     batch = stop - start
     last = batch - 1
@@ -571,7 +544,8 @@ def epoch_oracles(X, data, indices, indptr, y, rows, offsets, weights, loss, W, 
                     acc += W[k, j] * V[k, j]
                 cross_out[s, groups[j]] += r[j] * acc
         if not csr:
-            dense_batch_margins(X, rows, start, stop, fit_intercept, W, U, V, Q, True)
+            dense_batch_margins(X, rows, start, stop, fit_intercept, W, U, V, Q, True,
+                                W.shape[0])
         for b in range(batch):
             ahead = start + b + PREFETCH_AHEAD if csr else stop + b
             if ahead < n_visits:
@@ -613,7 +587,7 @@ def epoch_oracles(X, data, indices, indptr, y, rows, offsets, weights, loss, W, 
                           fit_intercept)
         if not csr:
             dense_batch_scatter(X, rows, start, stop, fit_intercept, CG, grad_out[s], CH,
-                                hvp_out[s], True)
+                                hvp_out[s], True, W.shape[0])
 
 
 @njit(**FAST_JIT)

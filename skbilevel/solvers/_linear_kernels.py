@@ -268,7 +268,7 @@ def _chunk_kernel(saga, weighted):
             val_start, val_stop = val_offsets[t], val_offsets[t + 1]
             batch = stop - start
             val_batch = val_stop - val_start
-            batch_margins(design, rows, start, stop, fit_intercept, Z, U, V, Q, True)
+            batch_margins(design, rows, start, stop, fit_intercept, Z, U, V, Q, True, K)
             batch_loss_terms(loss, y, rows, start, stop, U, Q, targets, cross, work)
             for b in range(batch):
                 # Each row asks for the one at its place in the next batch
@@ -304,10 +304,11 @@ def _chunk_kernel(saga, weighted):
                         last[i] = t + 1
                     else:
                         dx[i] = c / batch
-            batch_scatter(design, rows, start, stop, fit_intercept, U, d_grad, Q, d_hvp, True)
+            batch_scatter(design, rows, start, stop, fit_intercept, U, d_grad, Q, d_hvp, True,
+                          K)
 
             batch_margins(val_design, val_rows, val_start, val_stop, fit_intercept, Z, Uv, Z,
-                          Uv, False)
+                          Uv, False, K)
             batch_loss_terms(loss, yv, val_rows, val_start, val_stop, Uv, Qv, targets, cross, work)
             for b in range(val_batch):
                 ahead = val_start + b + val_batch
@@ -323,7 +324,7 @@ def _chunk_kernel(saga, weighted):
                     else:
                         Uv[k, b] = g
             batch_scatter(val_design, val_rows, val_start, val_stop, fit_intercept, Uv, d_val,
-                          Uv, d_val, False)
+                          Uv, d_val, False, K)
 
             # Strengths at the current x (sample weights: fixed, set above).
             if not weighted:
