@@ -100,6 +100,22 @@ def prefetch_csr_row(data, indices, indptr, i):
     prefetch(indices, stop)
 
 
+@njit(**INLINE_JIT)
+def prefetch_sample(y, weight, memory, other_memory, i):
+    """Prefetch the target, weight and per-row memories of sample ``i``.
+
+    Straight-line (a branch would keep the reference counts of the arrays
+    in the kernels' row loops): an empty ``weight`` (unit weights) has its
+    start prefetched, and the memories (rows of shape (n, K)) are
+    prefetched even when they are empty (SOBA's), as a prefetch never
+    faults.
+    """
+    prefetch(y, i)
+    prefetch(weight, i * (weight.shape[0] > 0))
+    prefetch(memory, i * memory.shape[1])
+    prefetch(other_memory, i * other_memory.shape[1])
+
+
 @njit(**HELPER_JIT)
 def prefetch_rows(X, data, indices, indptr, rows, stop):
     """Prefetch the rows ``rows[:stop]`` (dense or CSR): the first rows of a loop."""
@@ -227,9 +243,16 @@ def _dense_batch_margins(design, rows, start, stop, fit_intercept, W, U, V, Q, b
     ``U[k, b] = W[k] [d_i, 1]`` for the row ``i = rows[start + b]`` and, if
     ``both``, ``Q[k, b] = V[k] [d_i, 1]`` (otherwise ``V`` and ``Q`` are not
     touched), for the ``n_outputs`` rows ``k`` of ``W``.
+
+    Each row prefetches the row ``rows[stop + b]``: the one at its place in
+    the next batch when ``rows`` holds batches back to back (see
+    ``_batches.batch_margins``).
     """
     n_features, last = design.shape[1], W.shape[1] - 1
+    n_rows = rows.shape[0]
     for b in range(stop - start):
+        ahead = stop + b
+        prefetch_dense_row(design, rows[ahead if ahead < n_rows else n_rows - 1])
         i = rows[start + b]
         for k in range(n_outputs):
             u = W[k, last] if fit_intercept else 0.0
@@ -550,10 +573,8 @@ def epoch_oracles(X, data, indices, indptr, y, rows, offsets, weights, loss, W, 
             ahead = start + b + PREFETCH_AHEAD if csr else stop + b
             if ahead < n_visits:
                 i = rows[ahead]
-                if csr:
+                if csr:  # dense rows: prefetched by dense_batch_margins
                     prefetch_csr_row(data, indices, indptr, i)
-                else:
-                    prefetch_dense_row(X, i)
                 prefetch(y, i)
             i = rows[start + b]
             w = weights[start + b]

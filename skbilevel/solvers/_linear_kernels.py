@@ -41,17 +41,13 @@ own for a first fit, about a tenth of a second each.
 import numpy as np
 from numba import njit, types
 
-from ..problems._batches import (
-    batch_margins,
-    batch_scatter,
-    prefetch_sample,
-    typed_operation,
-)
+from ..problems._batches import batch_margins, batch_scatter, typed_operation
 from ..problems._exp import exp
 from ..problems._jit import FAST_JIT, INLINE_JIT
 from ..problems._kernels import (
     loss_derivative,
     loss_hessian_apply,
+    prefetch_sample,
     scalar_loss_terms,
     sigmoid,
 )
@@ -273,12 +269,13 @@ def _chunk_kernel(saga, weighted):
             batch_margins(design, rows, start, stop, fit_intercept, Z, U, V, Q, True, K)
             batch_loss_terms(loss, y, rows, start, stop, U, Q, targets, cross, work)
             for b in range(batch):
-                # Each row asks for the one at its place in the next batch
-                # (not for the first batch: prefetching it before the loop
-                # added about half a second to the compile time).
+                # Each row asks for the target and memories of the row at
+                # its place in the next batch, whose values batch_margins
+                # prefetched (not for the first batch: prefetching it before
+                # the loop added about half a second to the compile time).
                 ahead = start + b + batch
                 if ahead < n_visits:
-                    prefetch_sample(design, y, weight, mem_grad, mem_hvp, rows[ahead])
+                    prefetch_sample(y, weight, mem_grad, mem_hvp, rows[ahead])
                 i = rows[start + b]
                 row_weight = weight[i] if train_weights else 1.0
                 s = row_weight
@@ -315,7 +312,7 @@ def _chunk_kernel(saga, weighted):
             for b in range(val_batch):
                 ahead = val_start + b + val_batch
                 if ahead < n_val_visits:
-                    prefetch_sample(val_design, yv, weightv, mem_val, mem_val, val_rows[ahead])
+                    prefetch_sample(yv, weightv, mem_val, mem_val, val_rows[ahead])
                 j = val_rows[val_start + b]
                 val_weight = weightv[j] if val_weights else 1.0
                 for k in range(K):
