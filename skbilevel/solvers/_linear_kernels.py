@@ -211,7 +211,7 @@ def chunk_workspace(coef_shape, n_outer, max_batch):
     return (
         np.zeros((K, n_cols)), np.zeros((K, n_cols)), np.zeros((K, n_cols)),
         np.zeros(n_cols), np.zeros(n_cols), np.zeros(n_cols), np.zeros(n_outer),
-        np.zeros(n_outer),
+        np.zeros(n_outer), np.zeros(n_outer),
         tuple(np.zeros(K) for _ in range(4)),
         *(np.zeros((K, max_batch)) for _ in range(4)),
         np.zeros(max_batch), np.zeros(max_batch),
@@ -242,10 +242,11 @@ def _chunk_kernel(saga, weighted):
         # proximal step; zv: Z * V summed over the outputs; last: lazy outer
         # updates (sample weights with SAGA), x[i] is current up to iteration
         # last[i] (a float64 count), after that it moves by a constant push
-        # per iteration; U, Q (Uv, Qv): a training (validation) batch's
-        # margins, then loss terms, with their targets and cross terms in
-        # targets and cross (Qv stays zero: validation rows need l' only).
-        (d_grad, d_hvp, d_val, r, shrink, zv, dx, last, work, U, Q, Uv, Qv, targets,
+        # per iteration; exp_x: exp(x) (strengths); U, Q (Uv, Qv): a
+        # training (validation) batch's margins, then loss terms, with their
+        # targets and cross terms in targets and cross (Qv stays zero:
+        # validation rows need l' only).
+        (d_grad, d_hvp, d_val, r, shrink, zv, dx, last, exp_x, work, U, Q, Uv, Qv, targets,
          cross) = workspace
         K, n_cols = output_count(y, Z), Z.shape[1]
         n_features = n_cols - fit_intercept
@@ -325,14 +326,17 @@ def _chunk_kernel(saga, weighted):
             batch_scatter(val_design, val_rows, val_start, val_stop, fit_intercept, Uv, d_val,
                           Uv, d_val, False, K)
 
-            # Strengths at the current x (sample weights: fixed, set above).
+            # Strengths at the current x (sample weights: fixed, set above),
+            # from one exp per hyperparameter in a loop that vectorizes (the
+            # exp of x[groups[j]] in the loop over the features did not).
             if not weighted:
+                for h in range(x.shape[0]):
+                    exp_x[h] = exp(x[h])
+                    dx[h] = 0.0
                 for j in range(n_features):
-                    r[j] = scale[j] * exp(x[groups[j]])
+                    r[j] = scale[j] * exp_x[groups[j]]
                     shrink[j] = 1.0 / (1.0 + inner_steps[j] * r[j])
                     zv[j] = 0.0
-                for h in range(x.shape[0]):
-                    dx[h] = 0.0
             # One pass over the coefficients: outer direction of the L2 maps
             # (exact, at the current Z and V), both proximal steps, the SAGA
             # means, and the reset of the accumulators.
