@@ -31,6 +31,12 @@ MULTINOMIAL = 2
 #: row waits on a cache miss.
 PREFETCH_AHEAD = 8
 
+#: How many rows ahead the batch margins prefetch, along a chunk's rows
+#: (which run on into the next batch): with 24 to 48, the SABA kernel on
+#: IJCNN1 took 2 to 3% less time than with the row at the same place in the
+#: next batch, 64 rows ahead (in-process minima, 1.25 against 1.28 ms).
+MARGINS_AHEAD = 32
+
 #: At most this many values at the start of a row are prefetched (the
 #: hardware prefetcher follows a long row by itself).
 _PREFETCH_SPAN = 32
@@ -244,14 +250,13 @@ def _dense_batch_margins(design, rows, start, stop, fit_intercept, W, U, V, Q, b
     ``both``, ``Q[k, b] = V[k] [d_i, 1]`` (otherwise ``V`` and ``Q`` are not
     touched), for the ``n_outputs`` rows ``k`` of ``W``.
 
-    Each row prefetches the row ``rows[stop + b]``: the one at its place in
-    the next batch when ``rows`` holds batches back to back (see
-    ``_batches.batch_margins``).
+    Each row prefetches the row :data:`MARGINS_AHEAD` places after it in
+    ``rows`` (see ``_batches.batch_margins``).
     """
     n_features, last = design.shape[1], W.shape[1] - 1
     n_rows = rows.shape[0]
     for b in range(stop - start):
-        ahead = stop + b
+        ahead = start + b + MARGINS_AHEAD
         prefetch_dense_row(design, rows[ahead if ahead < n_rows else n_rows - 1])
         i = rows[start + b]
         for k in range(n_outputs):
