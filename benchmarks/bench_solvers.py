@@ -53,9 +53,10 @@ the evaluations for the history and for this benchmark are excluded); one
 epoch is ``n_train`` inner-sample oracle evaluations.
 
 Printed, per task and solver: solver time and epochs to reach gaps 1e-2,
-1e-3 and 1e-4 (IJCNN1; both *absolute*, ``h(x_t) - h* <= eps``, and
-*relative*, ``h(x_t) - h* <= eps (h(x0) - h*)``; the first recorded epoch
-that does), the final gap or test accuracy, the time per epoch (mean over
+1e-3 and 1e-4 (IJCNN1; *absolute*, ``h(x_t) - h* <= eps``, *relative*,
+``h(x_t) - h* <= eps (h(x0) - h*)``, and *to the reference*, ``h(x_t) -
+h_ref <= eps``; the first recorded epoch that does), the final gap or test
+accuracy, the time per epoch (mean over
 the run; median and minimum over the recorded epochs) beside one full-data
 NumPy gradient of the inner objective (the independent NumPy code of
 ``bench_oracles.py``), and their ratios. The gradient is timed twice: once
@@ -72,16 +73,18 @@ cold (empty ``NUMBA_CACHE_DIR``) and warm (the cache the cold run wrote).
 
 SABA's epochs to each gap on IJCNN1 depend on the minibatches: SABA then
 runs again with ``random_state`` 0 to ``--saba-seeds - 1`` on both
-formulations, and the epochs to each absolute gap are printed per seed, with
-their median and maximum. A run that ends in another local minimum never
-reaches the smaller gaps; one that ends in the reference's (``h_ref``) is
-marked.
+formulations, and the epochs to each absolute gap and each gap to the
+reference are printed per seed, with their median and maximum. A run that
+ends in another local minimum never reaches the smaller absolute gaps; one
+that ends in the reference's (``h_ref``) is marked.
 
 Targets (issue 3): SABA's epoch at most 3 times the NumPy gradient; SABA with
 defaults reaches gap 1e-3 within 15 epochs and 1e-4 within 60 on IJCNN1 (the
-issue does not say whether the gap is absolute or relative: a verdict is
-printed for each, from the run with ``--seed``, and one on the median over
-the seeds; for each formulation). The compile times here are those of the first fits of both
+issue does not say whether the gap is absolute or relative, and takes ``h*``
+"from the reference solver", that is ``h_ref``, where ``h*`` here is the
+best value known: a verdict is printed for each kind of gap, from the run
+with ``--seed``, and on the median over the seeds; for each formulation).
+The compile times here are those of the first fits of both
 problems, two kernels per solver; the target on one first fit (at most 5 s
 cold, under 1 s warm) is checked by ``bench_epochs.py``.
 
@@ -116,6 +119,20 @@ from skbilevel.solvers import (SOLVERS, DivergenceWarning, get_solver, solve_inn
 
 RESULTS_NAME = "bench_solvers"
 GAPS = (1e-2, 1e-3, 1e-4)
+#: The gaps measured on IJCNN1: key of a curve's rows, tag, and meaning.
+#: ``h*`` is the best value known, ``h_ref`` the reference solver's from
+#: ``x0`` (issue 3 takes ``h*`` "from the reference solver"): 3.4e-4 above
+#: ``h*`` with the intercept, equal to it without.
+GAP_KINDS = (
+    ("gap", "abs", "absolute: h(x_t) - h* <= eps"),
+    ("rel_gap", "rel", "relative: h(x_t) - h* <= eps (h(x0) - h*)"),
+    ("ref_gap", "ref", "to the reference: h(x_t) - h_ref <= eps"),
+)
+#: How the verdicts name each kind of gap.
+GAP_WORDS = {"abs": "absolute gap", "rel": "relative gap",
+             "ref": "gap to the reference solver's h_ref"}
+#: The gaps reported per seed: to the best value known and to the reference's.
+SEED_GAPS = ("abs", "ref")
 REFERENCE_TOL = 1e-7
 POLISH_TOL = 1e-9
 EXACT_INNER_TOL = 1e-10
@@ -329,6 +346,7 @@ class IJCNN1(Task):
         for row in rows:
             row["gap"] = row["h"] - self.h_star
             row["rel_gap"] = row["gap"] / (self.h0 - self.h_star)
+            row["ref_gap"] = row["h"] - self.h_ref
 
 
 class MNIST(Task):
@@ -518,11 +536,11 @@ def run_task(task, args, curves, summary_rows):
             task.set_gaps(rows)
             summary["h*"] = task.h_star
             for eps in GAPS:
-                for key, tag in (("gap", "abs"), ("rel_gap", "rel")):
+                for key, tag, _ in GAP_KINDS:
                     t, e = first_reach(rows, key, eps)
                     summary[f"s to {tag} {eps:g}"] = "" if t is None else t
                     summary[f"epochs to {tag} {eps:g}"] = "" if e is None else e
-            for key in ("gap", "rel_gap"):
+            for key, _, _ in GAP_KINDS:
                 label = key.replace("_", " ")
                 summary[f"final {label}"] = rows[-1][key]
                 summary[f"best {label}"] = min(row[key] for row in rows)
@@ -557,37 +575,41 @@ def run_saba_seeds(task, args):
 
 
 def summarize_saba_seeds(task, runs):
-    """Print SABA's epochs to each absolute gap per seed; return one summary row per seed.
+    """Print SABA's epochs to each gap per seed; return one summary row per seed.
 
-    A run whose last ``h`` is within 1e-6 of ``h_ref`` ended in the
-    reference's local minimum.
+    The gaps of :data:`SEED_GAPS`: to ``h*`` and to ``h_ref``. A run whose
+    last ``h`` is within 1e-6 of ``h_ref`` ended in the reference's local
+    minimum.
     """
     lines = []
     for seed, rows, _ in runs:
         task.set_gaps(rows)
         line = {"dataset": task.name, "solver": "saba (seeds)", "seed": seed}
-        for eps in GAPS:
-            _, e = first_reach(rows, "gap", eps)
-            line[f"epochs to abs {eps:g}"] = "" if e is None else e
+        for key, tag, _ in GAP_KINDS:
+            if tag in SEED_GAPS:
+                for eps in GAPS:
+                    _, e = first_reach(rows, key, eps)
+                    line[f"epochs to {tag} {eps:g}"] = "" if e is None else e
         line["final gap"] = rows[-1]["gap"]
         line["in h_ref's minimum"] = bool(abs(rows[-1]["h"] - task.h_ref) < 1e-6)
         lines.append(line)
-    print()
-    _common.print_table(
-        lines, ["seed"] + [f"epochs to abs {eps:g}" for eps in GAPS]
-        + ["final gap", "in h_ref's minimum"],
-        title=f"{task.label}: SABA's epochs to reach the absolute gap, per random_state "
-              "(empty: not reached):",
-    )
-    for eps in GAPS:
-        key = f"epochs to abs {eps:g}"
-        reached = [line[key] for line in lines if line[key] != ""]
-        median = _median_or_missing(reached, len(lines))
-        for line in lines:
-            line[f"median {key}"] = median
-        largest = _fmt_epochs(max(reached) if len(reached) == len(lines) else "")
-        print(f"  gap {eps:g}: median {_fmt_epochs(median)} epochs, maximum {largest} "
-              f"({len(reached)} of {len(lines)} runs reach it)")
+    for tag in SEED_GAPS:
+        print()
+        _common.print_table(
+            lines, ["seed"] + [f"epochs to {tag} {eps:g}" for eps in GAPS]
+            + ["final gap", "in h_ref's minimum"],
+            title=f"{task.label}: SABA's epochs to reach the {GAP_WORDS[tag]}, per "
+                  "random_state (empty: not reached):",
+        )
+        for eps in GAPS:
+            key = f"epochs to {tag} {eps:g}"
+            reached = [line[key] for line in lines if line[key] != ""]
+            median = _median_or_missing(reached, len(lines))
+            for line in lines:
+                line[f"median {key}"] = median
+            largest = _fmt_epochs(max(reached) if len(reached) == len(lines) else "")
+            print(f"  {GAP_WORDS[tag]} {eps:g}: median {_fmt_epochs(median)} epochs, "
+                  f"maximum {largest} ({len(reached)} of {len(lines)} runs reach it)")
     return lines
 
 
@@ -615,14 +637,13 @@ def _print_task_tables(task, table):
               "numpy grad ms", "epoch / numpy grad", "min ms/epoch", "min numpy grad ms",
               "min epoch / min numpy grad", "recoveries", "evaluation s"]
     if isinstance(task, IJCNN1):
-        for tag, what in (("abs", "absolute: h(x_t) - h* <= eps"),
-                          ("rel", "relative: h(x_t) - h* <= eps (h(x0) - h*)")):
+        for key, tag, what in GAP_KINDS:
+            key = key.replace("_", " ")
             lines = []
             for s in table:
                 line = {"solver": s["solver"]}
                 for eps in GAPS:
                     line[f"{eps:g}"] = _fmt_reach(s, tag, eps)
-                key = "gap" if tag == "abs" else "rel gap"
                 line[f"final {key}"] = s.get(f"final {key}", "")
                 line[f"best {key}"] = s.get(f"best {key}", "")
                 lines.append(line)
@@ -668,11 +689,12 @@ def print_verdicts(summary_rows, compile_times):
         if not seeds:
             continue
         for eps, budget in SABA_TARGETS.items():
-            median = seeds[0][f"median epochs to abs {eps:g}"]
-            ok = median != "" and median <= budget
-            print(f"  SABA to absolute gap {eps:g} on {label}, median over {len(seeds)} "
-                  f"random_states: {_fmt_epochs(median)} epochs (target <= {budget}): "
-                  f"{'met' if ok else 'NOT met'}")
+            for tag in SEED_GAPS:
+                median = seeds[0][f"median epochs to {tag} {eps:g}"]
+                ok = median != "" and median <= budget
+                print(f"  SABA to {GAP_WORDS[tag]} {eps:g} on {label}, median over "
+                      f"{len(seeds)} random_states: {_fmt_epochs(median)} epochs (target <= "
+                      f"{budget}): {'met' if ok else 'NOT met'}")
     if compile_times:
         for run in ("cold", "warm"):
             t = compile_times[run]["saba"][0] - compile_times[run]["saba"][1]
@@ -691,12 +713,12 @@ def _print_ijcnn1_verdicts(s, label):
         print(f"  SABA epoch / NumPy gradient on {label} ({what}): {s[key]:.2f} "
               f"(target <= {TARGET_EPOCH_RATIO:g}): {verdict}")
     for eps, budget in SABA_TARGETS.items():
-        for tag in ("abs", "rel"):
+        for _, tag, _ in GAP_KINDS:
             e = s.get(f"epochs to {tag} {eps:g}", "")
             ok = e != "" and e <= budget
             shown = "not reached" if e == "" else f"{e:g} epochs"
-            print(f"  SABA to {'absolute' if tag == 'abs' else 'relative'} gap {eps:g} on "
-                  f"{label}: {shown} (target <= {budget}): {'met' if ok else 'NOT met'}")
+            print(f"  SABA to {GAP_WORDS[tag]} {eps:g} on {label}: {shown} (target <= "
+                  f"{budget}): {'met' if ok else 'NOT met'}")
 
 
 # -- Compile time ---------------------------------------------------------------
@@ -895,7 +917,7 @@ def main(argv=None):
     curves_path = _common.save_results(
         curves, RESULTS_NAME + suffix + "_curves",
         columns=["dataset", "solver", "epoch", "time", "value", "h", "gap", "rel_gap",
-                 "test_acc", "auc"],
+                 "ref_gap", "test_acc", "auc"],
     )
     figure = plot(curves, summary_rows, _common.RESULTS_DIR / f"{RESULTS_NAME}{suffix}.png")
     print()
