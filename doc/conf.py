@@ -295,15 +295,18 @@ def _saba_seeds_text(seeds):
     if not seeds:
         return ""
     parts, missed = [], False
-    for eps in ("0.001", "0.0001"):
-        epochs = [_number(r[f"epochs to abs {eps}"]) for r in seeds]
-        reached = sorted(e for e in epochs if e is not None)
-        missed = missed or len(reached) < len(seeds)
-        median = _number(seeds[0][f"median epochs to abs {eps}"])
-        parts.append(f"gap {eps} in a median of "
-                     + ("(not reached)" if median is None else f"{median:g}")
-                     + f" epochs ({len(reached)} of {len(seeds)} runs reach it"
-                     + (f", the slowest in {reached[-1]:.0f})" if reached else ")"))
+    for tag, what in (("abs", "gap"), ("ref", "gap to the reference's value")):
+        for eps in ("0.001", "0.0001"):
+            if f"epochs to {tag} {eps}" not in seeds[0]:  # a CSV from before the column
+                continue
+            epochs = [_number(r[f"epochs to {tag} {eps}"]) for r in seeds]
+            reached = sorted(e for e in epochs if e is not None)
+            missed = missed or (tag == "abs" and len(reached) < len(seeds))
+            median = _number(seeds[0][f"median epochs to {tag} {eps}"])
+            parts.append(f"{what} {eps} in a median of "
+                         + ("(not reached)" if median is None else f"{median:g}")
+                         + f" epochs ({len(reached)} of {len(seeds)} runs reach it"
+                         + (f", the slowest in {reached[-1]:.0f})" if reached else ")"))
     text = f"SABA run with ``random_state`` 0 to {len(seeds) - 1}: " + "; ".join(parts) + "."
     if missed:
         text += (" :math:`h` is not convex: a run that misses a gap ends in another "
