@@ -64,10 +64,10 @@ after every epoch of the run, in the callback (outside the solver's time),
 under the cache conditions the epochs meet (median over the epochs); and
 alone, ``--repeat`` times in a row just before the run (median and
 minimum), where each call finds the data of the previous one in the
-caches: on IJCNN1 about half the time of the first figure (1 ms against 2
-ms), so the ratios to it are about twice as large. A run that raises
-``FloatingPointError`` (the solver gave up after repeated divergences) is
-reported as failed, without a curve. Then the
+caches: on IJCNN1 0.50 to 0.55 ms against 0.61 to 0.67 ms for the first
+figure (at 03e970d), so the ratios to it are 10 to 33% larger. A run that
+raises ``FloatingPointError`` (the solver gave up after repeated
+divergences) is reported as failed, without a curve. Then the
 Numba compile time of a first fit of every solver in a fresh interpreter,
 cold (empty ``NUMBA_CACHE_DIR``) and warm (the cache the cold run wrote).
 
@@ -638,14 +638,14 @@ def _print_task_tables(task, table):
               "min epoch / min numpy grad", "recoveries", "evaluation s"]
     if isinstance(task, IJCNN1):
         for key, tag, what in GAP_KINDS:
-            key = key.replace("_", " ")
+            label = key.replace("_", " ")
             lines = []
             for s in table:
                 line = {"solver": s["solver"]}
                 for eps in GAPS:
                     line[f"{eps:g}"] = _fmt_reach(s, tag, eps)
-                line[f"final {key}"] = s.get(f"final {key}", "")
-                line[f"best {key}"] = s.get(f"best {key}", "")
+                line[f"final {label}"] = s.get(f"final {label}", "")
+                line[f"best {label}"] = s.get(f"best {label}", "")
                 lines.append(line)
             _common.print_table(
                 lines, list(lines[0]),

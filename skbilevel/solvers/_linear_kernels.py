@@ -16,10 +16,11 @@ sampled again, and is applied lazily then (or at the end of the chunk).
 
 Speed (see ``benchmarks/bench_epochs.py``): the rows of a minibatch go
 through the operations of ``problems._batches`` (both margins of a row in one
-pass along it, both sums in one pass over four rows at a time); the rows of
-the next minibatch, their targets and SAGA memories are prefetched
-while the current one is processed (the rows of a minibatch are spread over
-the whole matrix, and without it every row waits on a cache miss); the loss
+pass along it, both sums in one pass over four rows at a time); the rows
+ahead are prefetched by the margins, one per row, and the targets and SAGA
+memories of the next minibatch while the current one is processed (the rows
+of a minibatch are spread over the whole matrix, and without it every row
+waits on a cache miss); the loss
 terms of the one-output losses are one vectorized loop over the minibatch.
 All the ``O(K p)`` work of an iteration (outer direction, both proximal
 steps, SAGA means, reset of the accumulators) is one pass over the
@@ -271,9 +272,10 @@ def _chunk_kernel(saga, weighted):
             batch_loss_terms(loss, y, rows, start, stop, U, Q, targets, cross, work)
             for b in range(batch):
                 # Each row asks for the target and memories of the row at
-                # its place in the next batch, whose values batch_margins
-                # prefetched (not for the first batch: prefetching it before
-                # the loop added about half a second to the compile time).
+                # its place in the next batch (batch_margins prefetches the
+                # rows' values; not for the first batch: prefetching it
+                # before the loop added about half a second to the compile
+                # time).
                 ahead = start + b + batch
                 if ahead < n_visits:
                     prefetch_sample(y, weight, mem_grad, mem_hvp, rows[ahead])
