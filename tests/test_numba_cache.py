@@ -53,7 +53,7 @@ def test_cached_kernels_leave_the_row_operations_callable(tmp_path):
 
 
 def test_kernels_are_stamped_with_every_source_of_the_package():
-    locator = _CHUNK_KERNELS[True, False]._cache._impl.locator
+    locator = _CHUNK_KERNELS[True, False, False]._cache._impl.locator
     assert type(locator).__name__.startswith("Package")
     assert locator.get_source_stamp() == package_stamp()
 

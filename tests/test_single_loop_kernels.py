@@ -5,7 +5,8 @@ import pytest
 import scipy.sparse as sp
 
 from skbilevel.problems import FeatureL2, GroupedL2, LinearBilevelProblem, SampleWeights
-from skbilevel.solvers import SABA, SOBA, solve_inner, solve_linear_system
+from skbilevel.problems._batches import batch_margins_four_rows
+from skbilevel.solvers import SABA, SOBA, _linear_kernels, solve_inner, solve_linear_system
 from skbilevel.solvers._linear_kernels import chunk_workspace, single_loop_chunk
 from skbilevel.solvers._sampling import BatchStream
 
@@ -199,6 +200,52 @@ def test_kernel_run_as_python_equals_compiled(hyperparams, loss, sparse, saga):
     assert np.abs(x + 1.0).max() > 1e-3 and np.abs(Z).max() > 1e-3  # the chunk did move
     for compiled, in_python in zip(*states):
         np.testing.assert_allclose(compiled, in_python, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("saga", [False, True], ids=["soba", "saba"])
+@pytest.mark.parametrize("loss", ["logistic", "multinomial"])
+@MAPS
+def test_wide_kernels_equal_narrow_kernels(hyperparams, loss, saga, monkeypatch):
+    """Dense margins four rows at a time (wide rows) give the row-by-row result.
+
+    The problem's 6 features are made "wide" by lowering the threshold; the
+    four-row kernel runs compiled and as Python (batches of 16 and a last
+    one of 4 in 100 rows: whole blocks; the validation batches of 8 too).
+    """
+    problem = _problem(hyperparams, loss=loss, weights="none")
+    narrow = _run_chunks(problem, saga, [7])
+    monkeypatch.setattr(_linear_kernels, "FOUR_ROW_MARGINS", 1)
+    wide = [_run_chunks(problem, saga, [7], python=python) for python in (False, True)]
+    assert _linear_kernels._CHUNK_KERNELS[saga, isinstance(hyperparams, SampleWeights),
+                                          True].signatures
+    for run in wide:
+        for a, b in zip(run, narrow):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("n_outputs", [1, 3])
+@pytest.mark.parametrize("fit_intercept", [False, True])
+@pytest.mark.parametrize("both", [False, True])
+@pytest.mark.parametrize("batch", [7, 8, 9])  # a last block of three rows, four, one
+def test_four_row_margins_are_the_rows_times_the_coefficients(n_outputs, fit_intercept, both,
+                                                              batch):
+    """The four-row margins (run as Python) against NumPy, whatever the last block."""
+    rng = np.random.default_rng(batch)
+    X = rng.standard_normal((30, 5))
+    rows = rng.permutation(30)
+    start = 7
+    W, V = rng.standard_normal((2, n_outputs, 5 + fit_intercept))
+    U0, Q0 = rng.standard_normal((2, n_outputs, 12))
+    U, Q = U0.copy(), Q0.copy()
+    batch_margins_four_rows(X, rows, start, start + batch, fit_intercept, W, U, V, Q, both,
+                            n_outputs)
+    design = X[rows[start:start + batch]]
+    if fit_intercept:
+        design = np.hstack([design, np.ones((batch, 1))])
+    np.testing.assert_allclose(U[:, :batch], W @ design.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(Q[:, :batch], V @ design.T if both else Q0[:, :batch],
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(U[:, batch:], U0[:, batch:])  # beyond the batch: untouched
 
 
 @pytest.mark.parametrize("saga", [False, True], ids=["soba", "saba"])

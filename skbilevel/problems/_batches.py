@@ -27,7 +27,13 @@ from numba import types
 from numba.extending import overload
 
 from ._jit import FAST_JIT
-from ._kernels import MARGINS_AHEAD, _dense_batch_margins, _dense_batch_scatter, prefetch_csr_row
+from ._kernels import (
+    MARGINS_AHEAD,
+    _dense_batch_margins,
+    _dense_batch_scatter,
+    _dense_four_row_margins,
+    prefetch_csr_row,
+)
 
 
 def typed_operation(pick):
@@ -109,6 +115,18 @@ def batch_margins(design, rows, start, stop, fit_intercept, W, U, V, Q, both, n_
     waited on them); one prefetch per row of the margins' loop made the
     epoch 13% faster (in-process interleaved minima: 1.28 ms against 1.47
     ms).
+    """
+
+
+@typed_operation(by_design(_dense_four_row_margins, _csr_batch_margins))
+def batch_margins_four_rows(design, rows, start, stop, fit_intercept, W, U, V, Q, both,
+                            n_outputs):
+    """:func:`batch_margins`, dense rows four at a time (CSR rows one by one).
+
+    For wide dense rows (``_kernels.FOUR_ROW_MARGINS``): a kernel calls one
+    or the other, so that it compiles one loop of margins, not both (both
+    behind a test of the width made a first fit's compilation about half a
+    second longer).
     """
 
 

@@ -42,10 +42,16 @@ own for a first fit, about a tenth of a second each.
 import numpy as np
 from numba import njit, types
 
-from ..problems._batches import batch_margins, batch_scatter, typed_operation
+from ..problems._batches import (
+    batch_margins,
+    batch_margins_four_rows,
+    batch_scatter,
+    typed_operation,
+)
 from ..problems._exp import exp
 from ..problems._jit import FAST_JIT, INLINE_JIT
 from ..problems._kernels import (
+    FOUR_ROW_MARGINS,
     loss_derivative,
     loss_hessian_apply,
     prefetch_sample,
@@ -186,7 +192,9 @@ def single_loop_chunk(
     python : bool, default=False
         Run the kernel's Python source (as under ``NUMBA_DISABLE_JIT``).
     """
-    kernel = _CHUNK_KERNELS[bool(saga), kind == SAMPLE_WEIGHTS]
+    design = train[0]
+    wide = isinstance(design, np.ndarray) and Z.shape[0] * design.shape[1] >= FOUR_ROW_MARGINS
+    kernel = _CHUNK_KERNELS[bool(saga), kind == SAMPLE_WEIGHTS, wide]
     if workspace is None:
         workspace = chunk_workspace(Z.shape, x.shape[0], _largest_batch(offsets, val_offsets))
     (kernel.py_func if python else kernel)(
@@ -219,14 +227,16 @@ def chunk_workspace(coef_shape, n_outer, max_batch):
     )
 
 
-def _chunk_kernel(saga, weighted):
+def _chunk_kernel(saga, weighted, wide):
     """The chunk kernel of SABA (``saga``) or SOBA, for sample weights or strengths.
 
     ``saga`` and ``weighted`` are constants of the closure: Numba prunes the
     branches on them before typing, so each kernel holds only its own code
     (one kernel branching on both at run time took about a third longer to
-    compile). Compiled on its first call.
+    compile). ``wide``: dense margins four rows at a time
+    (``problems._kernels.FOUR_ROW_MARGINS``). Compiled on its first call.
     """
+    margins = batch_margins_four_rows if wide else batch_margins
 
     @njit(**FAST_JIT)
     def chunk(
@@ -268,7 +278,7 @@ def _chunk_kernel(saga, weighted):
             val_start, val_stop = val_offsets[t], val_offsets[t + 1]
             batch = stop - start
             val_batch = val_stop - val_start
-            batch_margins(design, rows, start, stop, fit_intercept, Z, U, V, Q, True, K)
+            margins(design, rows, start, stop, fit_intercept, Z, U, V, Q, True, K)
             batch_loss_terms(loss, y, rows, start, stop, U, Q, targets, cross, work)
             for b in range(batch):
                 # Each row asks for the target and memories of the row at
@@ -309,8 +319,8 @@ def _chunk_kernel(saga, weighted):
             batch_scatter(design, rows, start, stop, fit_intercept, U, d_grad, Q, d_hvp, True,
                           K)
 
-            batch_margins(val_design, val_rows, val_start, val_stop, fit_intercept, Z, Uv, Z,
-                          Uv, False, K)
+            margins(val_design, val_rows, val_start, val_stop, fit_intercept, Z, Uv, Z, Uv,
+                    False, K)
             batch_loss_terms(loss, yv, val_rows, val_start, val_stop, Uv, Qv, targets, cross, work)
             for b in range(val_batch):
                 ahead = val_start + b + val_batch
@@ -387,7 +397,8 @@ def _chunk_kernel(saga, weighted):
     return chunk
 
 
-#: The kernels of SOBA and SABA, by ``(saga, weighted)``; each is compiled
-#: the first time it runs.
-_CHUNK_KERNELS = {(saga, weighted): _chunk_kernel(saga, weighted)
-                  for saga in (False, True) for weighted in (False, True)}
+#: The kernels of SOBA and SABA, by ``(saga, weighted, wide)``; each is
+#: compiled the first time it runs.
+_CHUNK_KERNELS = {(saga, weighted, wide): _chunk_kernel(saga, weighted, wide)
+                  for saga in (False, True) for weighted in (False, True)
+                  for wide in (False, True)}
