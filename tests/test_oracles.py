@@ -625,25 +625,40 @@ def test_dense_batch_scatter_adds_the_weighted_rows(batch, n_outputs, fit_interc
                                rtol=1e-12, atol=1e-12)
 
 
+def _four_row_margins(*args):
+    """The four-row margins of the kernels for wide rows, run as Python."""
+    from skbilevel.problems._batches import batch_margins_four_rows
+
+    batch_margins_four_rows(*args)
+
+
+def _compiled_margins(*args):
+    from skbilevel.problems._kernels import dense_batch_margins
+
+    dense_batch_margins(*args)
+
+
 @pytest.mark.parametrize("n_outputs", [1, 3])
 @pytest.mark.parametrize("fit_intercept", [False, True])
 @pytest.mark.parametrize("both", [False, True])
-def test_dense_batch_margins_are_the_rows_times_the_coefficients(n_outputs, fit_intercept, both):
-    """The compiled margins of a batch against NumPy."""
-    from skbilevel.problems._kernels import dense_batch_margins
-
+@pytest.mark.parametrize("batch", [7, 8, 9])  # four rows at a time: a last block of 3, 4, 1
+@pytest.mark.parametrize("margins", [_compiled_margins, _four_row_margins],
+                         ids=["row_by_row_compiled", "four_rows"])
+def test_dense_batch_margins_are_the_rows_times_the_coefficients(n_outputs, fit_intercept, both,
+                                                                batch, margins):
+    """The margins of a batch against NumPy."""
     rng = np.random.default_rng(n_outputs)
     X = rng.standard_normal((30, 5))
     rows = rng.permutation(30)
-    start, stop = 7, 16
+    start, stop = 7, 7 + batch
     W, V = rng.standard_normal((2, n_outputs, 5 + fit_intercept))
     U0, Q0 = rng.standard_normal((2, n_outputs, 12))
     U, Q = U0.copy(), Q0.copy()
-    dense_batch_margins(X, rows, start, stop, fit_intercept, W, U, V, Q, both, n_outputs)
+    margins(X, rows, start, stop, fit_intercept, W, U, V, Q, both, n_outputs)
     design = X[rows[start:stop]]
     if fit_intercept:
-        design = np.hstack([design, np.ones((stop - start, 1))])
-    np.testing.assert_allclose(U[:, :9], W @ design.T, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(Q[:, :9], V @ design.T if both else Q0[:, :9],
+        design = np.hstack([design, np.ones((batch, 1))])
+    np.testing.assert_allclose(U[:, :batch], W @ design.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(Q[:, :batch], V @ design.T if both else Q0[:, :batch],
                                rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(U[:, 9:], U0[:, 9:])  # beyond the batch: untouched
+    np.testing.assert_array_equal(U[:, batch:], U0[:, batch:])  # beyond the batch: untouched

@@ -5,7 +5,6 @@ import pytest
 import scipy.sparse as sp
 
 from skbilevel.problems import FeatureL2, GroupedL2, LinearBilevelProblem, SampleWeights
-from skbilevel.problems._batches import batch_margins_four_rows
 from skbilevel.solvers import SABA, SOBA, _linear_kernels, solve_inner, solve_linear_system
 from skbilevel.solvers._linear_kernels import chunk_workspace, single_loop_chunk
 from skbilevel.solvers._sampling import BatchStream
@@ -223,31 +222,6 @@ def test_wide_kernels_equal_narrow_kernels(hyperparams, loss, saga, monkeypatch)
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("n_outputs", [1, 3])
-@pytest.mark.parametrize("fit_intercept", [False, True])
-@pytest.mark.parametrize("both", [False, True])
-@pytest.mark.parametrize("batch", [7, 8, 9])  # a last block of three rows, four, one
-def test_four_row_margins_are_the_rows_times_the_coefficients(n_outputs, fit_intercept, both,
-                                                              batch):
-    """The four-row margins (run as Python) against NumPy, whatever the last block."""
-    rng = np.random.default_rng(batch)
-    X = rng.standard_normal((30, 5))
-    rows = rng.permutation(30)
-    start = 7
-    W, V = rng.standard_normal((2, n_outputs, 5 + fit_intercept))
-    U0, Q0 = rng.standard_normal((2, n_outputs, 12))
-    U, Q = U0.copy(), Q0.copy()
-    batch_margins_four_rows(X, rows, start, start + batch, fit_intercept, W, U, V, Q, both,
-                            n_outputs)
-    design = X[rows[start:start + batch]]
-    if fit_intercept:
-        design = np.hstack([design, np.ones((batch, 1))])
-    np.testing.assert_allclose(U[:, :batch], W @ design.T, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(Q[:, :batch], V @ design.T if both else Q0[:, :batch],
-                               rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(U[:, batch:], U0[:, batch:])  # beyond the batch: untouched
-
-
 @pytest.mark.parametrize("saga", [False, True], ids=["soba", "saba"])
 @MAPS
 def test_chunks_sharing_a_workspace_equal_chunks_with_their_own(hyperparams, saga):
@@ -293,7 +267,6 @@ def test_batch_loss_terms_equal_the_per_row_loss_derivatives(loss, python):
         np.testing.assert_allclose(got_Q[:, b], hq, rtol=1e-14, atol=1e-300)
         np.testing.assert_allclose(cross[b], g @ Q[:, b], rtol=1e-14, atol=1e-300)
     np.testing.assert_array_equal(got_U[:, 4:], U[:, 4:])  # beyond the batch: untouched
-
 
 
 @pytest.mark.parametrize("saga", [False, True], ids=["soba", "saba"])

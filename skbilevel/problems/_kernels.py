@@ -251,6 +251,21 @@ def row_axpy2(X, data, indices, indptr, i, a, G, b, H, fit_intercept):
 # loops compiled for one output once they are inlined into it.
 
 
+@njit(**INLINE_JIT)
+def _block_of_four(rows, start, b, batch):
+    """The block of positions ``b`` to ``b + 3`` of a batch, and their rows.
+
+    Returns ``(s1, s2, s3, i0, i1, i2, i3)``: position ``b + s``, or the
+    batch's last position past its end, and the row ``rows[start + s]`` of
+    each position.
+    """
+    final = batch - 1
+    s1 = b + 1 if b + 1 < batch else final
+    s2 = b + 2 if b + 2 < batch else final
+    s3 = b + 3 if b + 3 < batch else final
+    return s1, s2, s3, rows[start + b], rows[start + s1], rows[start + s2], rows[start + s3]
+
+
 def _dense_batch_margins(design, rows, start, stop, fit_intercept, W, U, V, Q, both,
                          n_outputs):
     """Set the margins of the rows ``rows[start:stop]`` of ``design``.
@@ -293,16 +308,11 @@ def _dense_four_row_margins(design, rows, start, stop, fit_intercept, W, U, V, Q
     n_features, last = design.shape[1], W.shape[1] - 1
     n_rows = rows.shape[0]
     batch = stop - start
-    final = batch - 1
     for b in range(0, batch, 4):
         for s in range(4):
             ahead = start + b + s + MARGINS_AHEAD
             prefetch_dense_row(design, rows[ahead if ahead < n_rows else n_rows - 1])
-        # Position b + s of the block, or the block's last row again.
-        s1 = b + 1 if b + 1 < batch else final
-        s2 = b + 2 if b + 2 < batch else final
-        s3 = b + 3 if b + 3 < batch else final
-        i0, i1, i2, i3 = rows[start + b], rows[start + s1], rows[start + s2], rows[start + s3]
+        s1, s2, s3, i0, i1, i2, i3 = _block_of_four(rows, start, b, batch)
         for k in range(n_outputs):
             u0 = W[k, last] if fit_intercept else 0.0
             q0 = V[k, last] if fit_intercept and both else 0.0
@@ -340,13 +350,9 @@ def _dense_batch_scatter(design, rows, start, stop, fit_intercept, C, G, D, H, b
     """
     n_features = design.shape[1]
     batch = stop - start
-    last = batch - 1
     for b in range(0, batch, 4):
-        # Position b + s of the block, or the block's last row with weight 0.
-        s1 = b + 1 if b + 1 < batch else last
-        s2 = b + 2 if b + 2 < batch else last
-        s3 = b + 3 if b + 3 < batch else last
-        i0, i1, i2, i3 = rows[start + b], rows[start + s1], rows[start + s2], rows[start + s3]
+        # Past the batch's end, its last row again, with weight 0.
+        _, _, _, i0, i1, i2, i3 = _block_of_four(rows, start, b, batch)
         for k in range(n_outputs):
             c0 = C[k, b]
             c1 = C[k, b + 1] if b + 1 < batch else 0.0

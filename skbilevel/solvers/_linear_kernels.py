@@ -20,17 +20,17 @@ pass along it, both sums in one pass over four rows at a time); the rows
 ahead are prefetched by the margins, one per row, and the targets and SAGA
 memories of the next minibatch while the current one is processed (the rows
 of a minibatch are spread over the whole matrix, and without it every row
-waits on a cache miss); the loss
-terms of the one-output losses are one vectorized loop over the minibatch.
-All the ``O(K p)`` work of an iteration (outer direction, both proximal
-steps, SAGA means, reset of the accumulators) is one pass over the
-coefficients.
+waits on a cache miss); the loss terms of the one-output losses are one
+vectorized loop over the minibatch. All the ``O(K p)`` work of an iteration
+(outer direction, both proximal steps, SAGA means, reset of the
+accumulators) is one pass over the coefficients.
 
 Compile time (a first fit compiles one kernel and the operations it calls;
 see ``benchmarks/bench_epochs.py``): there is one kernel per solver (SOBA or
-SABA) and kind of hyperparameters (strengths or sample weights), made from
-one source whose branches on these two constants Numba prunes before typing;
-each is compiled for the kinds of design (dense or CSR) and of targets
+SABA), kind of hyperparameters (strengths or sample weights) and width of
+the dense rows (margins one row or four rows at a time), made from one
+source whose branches on these constants Numba prunes before typing; each
+is compiled for the kinds of design (dense or CSR) and of targets
 (float64 for the one-output losses, int64 class indices for the multinomial
 loss) it meets, and the code of the other kinds is not in it (the typed
 operations of ``problems._batches`` and :func:`batch_loss_terms`). The work
